@@ -1,0 +1,48 @@
+"""Process-level JAX setup and facts about the machine (no model code here)."""
+
+from __future__ import annotations
+
+import os
+import platform
+import resource
+from pathlib import Path
+
+import jax
+
+
+def enable_compilation_cache(path: str | os.PathLike | None = None) -> Path:
+    """Turn on JAX's persistent compilation cache so a second process skips most of XLA's compile time.
+
+    The directory is `$R2I_CACHE_DIR`, else `~/.cache/r2i/jax`. Safe to call more than once.
+    """
+    path = Path(path or os.environ.get("R2I_CACHE_DIR") or Path.home() / ".cache" / "r2i" / "jax")
+    path.mkdir(parents=True, exist_ok=True)
+    jax.config.update("jax_compilation_cache_dir", str(path))
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
+    jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
+    return path
+
+
+def cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def device_description() -> str:
+    """E.g. 'cpu: 2 cores, AMD EPYC ...' or 'gpu: 1 x NVIDIA H100 80GB HBM3'."""
+    devices = jax.devices()
+    backend = jax.default_backend()
+    if backend == "cpu":
+        return f"cpu: {os.cpu_count()} cores, {cpu_model()}"
+    return f"{backend}: {len(devices)} x {devices[0].device_kind}"
+
+
+def peak_rss_mb() -> float:
+    """Peak resident set size of this process so far, in MiB (Linux reports KiB, macOS bytes)."""
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak / (1024 * 1024) if platform.system() == "Darwin" else peak / 1024
