@@ -272,14 +272,15 @@ class S5Layer(nnx.Module):
         lam, v, v_inv = hippo_n_init(state, blocks)
         self.lam_re = SSMParam(jnp.asarray(lam.real, jnp.float32))
         self.lam_im = SSMParam(jnp.asarray(lam.imag, jnp.float32))
-        b = np.asarray(_lecun_normal(rngs.params(), (state, hidden), hidden), np.float64)
-        b_tilde = v_inv @ b
-        self.b_re = SSMParam(jnp.asarray(b_tilde.real, jnp.float32))
-        self.b_im = SSMParam(jnp.asarray(b_tilde.imag, jnp.float32))
-        c = np.asarray(_lecun_normal(rngs.params(), (hidden, state, 2), state), np.float64)
-        c_tilde = (c[..., 0] + 1j * c[..., 1]) @ v
-        self.c_re = SSMParam(jnp.asarray(c_tilde.real, jnp.float32))
-        self.c_im = SSMParam(jnp.asarray(c_tilde.imag, jnp.float32))
+        # B̃ = V⁻¹B and C̃ = CV in complex64 with jnp, so that the module can also be built abstractly (eval_shape).
+        b = _lecun_normal(rngs.params(), (state, hidden), hidden).astype(jnp.complex64)
+        b_tilde = jnp.asarray(v_inv, jnp.complex64) @ b
+        self.b_re = SSMParam(b_tilde.real)
+        self.b_im = SSMParam(b_tilde.imag)
+        c = _lecun_normal(rngs.params(), (hidden, state, 2), state)
+        c_tilde = jax.lax.complex(c[..., 0], c[..., 1]) @ jnp.asarray(v, jnp.complex64)
+        self.c_re = SSMParam(c_tilde.real)
+        self.c_im = SSMParam(c_tilde.imag)
         self.d = SSMParam(jax.random.normal(rngs.params(), (hidden,), jnp.float32))
         self.log_step = SSMParam(
             jax.random.uniform(rngs.params(), (state,), jnp.float32, np.log(dt_min), np.log(dt_max))

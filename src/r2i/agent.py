@@ -1,0 +1,294 @@
+"""The agent: parameters, optimisers and the two pure, jitted functions `policy` and `train`.
+
+    state = agent.init(key)                                   # TrainState
+    carry = agent.initial(num_envs)                           # recurrent state for acting
+    action, carry = agent.policy(state.params, carry, obs, key)
+    state, metrics = agent.train(state, batch, key)           # donates `state`
+
+Parameter groups (one optimiser each, see `make_optimizer`): "model" (world model without the SSM maths), "ssm"
+(Λ, B̃, C̃, D, log Δ, x_init: no weight decay), "actor", "critic". One loss, the sum of the world-model, actor and
+critic losses, is differentiated once; stop-gradients make each loss reach only its own group (tests check this).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from flax import nnx, struct
+from jax.sharding import Mesh, NamedSharding, PartitionSpec
+
+from r2i import dists
+from r2i.behavior import Actor, Critic, discount_weights, imagine, lambda_returns, return_scale
+from r2i.config import BehaviorConfig, ModelConfig, OptimConfig
+from r2i.envs.base import ActionSpace, Space
+from r2i.errors import ConfigError
+from r2i.ssm import SSMParam
+from r2i.worldmodel import WorldModel
+
+sg = jax.lax.stop_gradient
+GROUPS = ("model", "ssm", "actor", "critic")
+
+
+@struct.dataclass
+class TrainState:
+    """Everything `train` updates. params: {"model", "ssm", "actor", "critic"} → nnx.State."""
+
+    params: dict
+    slow_critic: Any
+    opt_state: Any
+    retnorm: jax.Array  # (2,) float32 EMA of the low / high return percentiles
+    step: jax.Array  # () int32 updates done
+
+
+def resolve_dtype(name: str):
+    if name == "auto":
+        return jnp.float32 if jax.default_backend() == "cpu" else jnp.bfloat16
+    return {"float32": jnp.float32, "bfloat16": jnp.bfloat16}[name]
+
+
+def _decay_mask(state) -> Any:
+    """True for kernels (weight decay applies), False for biases and norm scales."""
+    return jax.tree_util.tree_map_with_path(lambda path, _: "kernel" in jax.tree_util.keystr(path), state)
+
+
+def make_optimizer(cfg: OptimConfig, params: dict) -> optax.GradientTransformation:
+    """Global-norm clipping per optimiser (world model incl. SSM, actor, critic), then Adam per group."""
+
+    def adam(lr, eps, decay=0.0, mask=None):
+        parts = [optax.scale_by_adam(eps=eps)]
+        if decay:
+            parts.append(optax.add_decayed_weights(decay * 1.0, mask=mask))
+        parts.append(optax.scale(-lr))
+        return optax.chain(*parts)
+
+    clip_labels = {"model": "model", "ssm": "model", "actor": "actor", "critic": "critic"}
+    clip = optax.multi_transform(
+        {
+            "model": optax.clip_by_global_norm(cfg.model_clip),
+            "actor": optax.clip_by_global_norm(cfg.ac_clip),
+            "critic": optax.clip_by_global_norm(cfg.ac_clip),
+        },
+        clip_labels,
+    )
+    mask = {"model": _decay_mask(params["model"]), "ssm": None, "actor": None, "critic": None}
+    update = optax.multi_transform(
+        {
+            "model": adam(cfg.model_lr, cfg.model_eps, cfg.weight_decay * cfg.model_lr, mask["model"]),
+            "ssm": adam(cfg.ssm_lr or cfg.model_lr, cfg.model_eps),
+            "actor": adam(cfg.actor_lr, cfg.ac_eps),
+            "critic": adam(cfg.critic_lr, cfg.ac_eps),
+        },
+        {g: g for g in GROUPS},
+    )
+    return optax.chain(clip, update)
+
+
+class Agent:
+    """R2I / DreamerV3 agent for one observation and action space.
+
+    Args:
+      model, behavior, optim: configuration sections.
+      obs_space: observation keys the agent reads (vectors and 64×64 images).
+      act_space: discrete (one or more categoricals) or continuous.
+    """
+
+    def __init__(
+        self,
+        model: ModelConfig,
+        behavior: BehaviorConfig,
+        optim: OptimConfig,
+        obs_space: dict[str, Space],
+        act_space: ActionSpace,
+    ):
+        self.model_cfg, self.behavior_cfg, self.optim_cfg = model, behavior, optim
+        self.obs_space, self.act_space = dict(obs_space), act_space
+        self.obs_keys = tuple(sorted(obs_space))
+        self.dtype = resolve_dtype(model.dtype)
+        self.policy_inputs = model.policy_inputs
+        wm, actor, critic = nnx.eval_shape(lambda: self._build(jax.random.key(0)))
+        self.wm_graph = nnx.split(wm, SSMParam, nnx.Param)[0]
+        self.actor_graph = nnx.split(actor)[0]
+        self.critic_graph = nnx.split(critic)[0]
+        self.feature_size = wm.seq.feature_size(self.policy_inputs)
+        self._abstract_seq = wm.seq  # its `initial` needs only sizes
+        self._abstract_params = self._split(wm, actor, critic)
+        self.tx = make_optimizer(optim, self._abstract_params)
+        self.devices = jax.devices()
+        self.mesh = Mesh(np.array(self.devices), ("data",)) if len(self.devices) > 1 else None
+        self.train = jax.jit(self._train, donate_argnums=0)
+        self.policy = jax.jit(self._policy, static_argnames="mode")
+        self.loss_terms = jax.jit(self._loss_terms)
+
+    @classmethod
+    def from_config(cls, config, obs_space: dict[str, Space], act_space: ActionSpace) -> "Agent":
+        return cls(config.model, config.behavior, config.optim, obs_space, act_space)
+
+    # -- construction --------------------------------------------------------------------------------------------------
+
+    def _build(self, key):
+        rngs = nnx.Rngs(key)
+        wm = WorldModel(self.model_cfg, self.obs_space, self.act_space, dtype=self.dtype, rngs=rngs)
+        size = wm.seq.feature_size(self.policy_inputs)
+        actor = Actor(size, self.act_space, self.behavior_cfg, dtype=self.dtype, rngs=rngs)
+        critic = Critic(size, self.model_cfg.reward_bins, self.behavior_cfg, dtype=self.dtype, rngs=rngs)
+        return wm, actor, critic
+
+    @staticmethod
+    def _split(wm, actor, critic) -> dict:
+        _, ssm, model, rest = nnx.split(wm, SSMParam, nnx.Param, ...)
+        assert not jax.tree.leaves(rest), f"world model holds non-parameter state: {rest}"
+        return {"model": model, "ssm": ssm, "actor": nnx.state(actor), "critic": nnx.state(critic)}
+
+    def init(self, key: jax.Array) -> TrainState:
+        """Fresh parameters, optimiser states, slow critic = critic, return-normaliser state zeros."""
+        params = self._split(*self._build(key))
+        state = TrainState(
+            params=params,
+            slow_critic=jax.tree.map(jnp.copy, params["critic"]),
+            opt_state=self.tx.init(params),
+            retnorm=jnp.zeros((2,), jnp.float32),
+            step=jnp.zeros((), jnp.int32),
+        )
+        return self.replicate(state)
+
+    def abstract_state(self) -> TrainState:
+        """Shapes and dtypes of a TrainState (for restoring checkpoints)."""
+        return jax.eval_shape(self.init, jax.random.key(0))
+
+    def num_params(self, state: TrainState) -> dict[str, int]:
+        return {g: int(sum(x.size for x in jax.tree.leaves(state.params[g]))) for g in GROUPS}
+
+    def world_model(self, params: dict) -> WorldModel:
+        return nnx.merge(self.wm_graph, params["ssm"], params["model"])
+
+    def actor(self, params: dict) -> Actor:
+        return nnx.merge(self.actor_graph, params["actor"])
+
+    def critic(self, critic_params) -> Critic:
+        return nnx.merge(self.critic_graph, critic_params)
+
+    # -- devices -------------------------------------------------------------------------------------------------------
+
+    def replicate(self, tree):
+        if self.mesh is None:
+            return tree
+        return jax.device_put(tree, NamedSharding(self.mesh, PartitionSpec()))
+
+    def shard_batch(self, batch: dict) -> dict:
+        """Split the batch over devices along B (data parallelism); B must be divisible by the device count."""
+        if self.mesh is None:
+            return batch
+        b = batch["is_first"].shape[0]
+        if b % len(self.devices):
+            raise ConfigError(
+                f"run.batch_size={b} is not divisible by the {len(self.devices)} devices; set run.batch_size to a "
+                f"multiple of {len(self.devices)}"
+            )
+        return jax.device_put(batch, NamedSharding(self.mesh, PartitionSpec("data")))
+
+    # -- acting --------------------------------------------------------------------------------------------------------
+
+    def initial(self, batch: int) -> dict:
+        """Acting carry for `batch` environments (sequence-model carry: previous z, a and recurrent state)."""
+        return self._abstract_seq.initial(batch)
+
+    def _policy(self, params, carry, obs, key, mode="sample"):
+        """obs: observation keys (N, …) and "is_first" (N,) → action (N, A) float32, new carry."""
+        wm, actor = self.world_model(params), self.actor(params)
+        k_obs, k_act = jax.random.split(key)
+        carry, state = wm.seq.observe_step(carry, wm.encode(obs), obs["is_first"], k_obs)
+        action, _, _ = actor(wm.seq.policy_features(state, self.policy_inputs), k_act, mode)
+        action = action.astype(jnp.float32)
+        return action, {**carry, "a": action}
+
+    def act(self, params, carry, obs: dict, key, mode: str = "sample"):
+        """`policy` on a dict that may hold extra keys (reward, log_…): only what the agent reads is passed."""
+        inputs = {k: obs[k] for k in self.obs_keys}
+        inputs["is_first"] = obs["is_first"]
+        return self.policy(params, carry, inputs, key, mode=mode)
+
+    # -- learning ------------------------------------------------------------------------------------------------------
+
+    def _loss_terms(self, params, slow_critic, retnorm, batch, key):
+        """World-model, actor and critic losses (each reaching only its own parameters) and metrics."""
+        cfg = self.behavior_cfg
+        k_obs, k_img, k_pick = jax.random.split(key, 3)
+        b, t = batch["is_first"].shape
+        wm = self.world_model(params)
+        wm_loss, (_, out, metrics) = wm.loss(batch, wm.seq.initial(b), k_obs)
+
+        # Imagination: the world model is frozen (sg on its parameters and on the start states).
+        frozen = nnx.merge(self.wm_graph, sg(params["ssm"]), sg(params["model"]))
+        seq = frozen.seq
+        start = jax.tree.map(sg, seq.start(out))
+        cont0 = 1.0 - batch["is_terminal"].reshape(-1).astype(jnp.float32)
+        if cfg.imag_starts and cfg.imag_starts < b * t:
+            pick = jax.random.permutation(k_pick, b * t)[: cfg.imag_starts]
+            start = jax.tree.map(lambda v: v[pick], start)
+            cont0 = cont0[pick]
+        actor = self.actor(params)
+        traj, _, logp, entropy = imagine(seq, actor, start, cfg.horizon, k_img, self.policy_inputs)
+        reward = frozen.reward_mean(traj["h"], traj["z"])
+        cont = jnp.concatenate([cont0[None], frozen.cont_prob(traj["h"], traj["z"])], 0)
+        slow = self.critic(slow_critic)
+        start_feat = seq.policy_features(start, self.policy_inputs)
+        traj_feat = seq.policy_features(traj, self.policy_inputs)
+        value = jnp.concatenate([slow.mean(start_feat)[None], slow.mean(traj_feat)], 0)
+        returns = lambda_returns(reward, cont[1:], value, cfg.discount, cfg.lam)
+        weights = sg(discount_weights(cont, cfg.discount))
+        retnorm, scale = return_scale(retnorm, returns, cfg)
+        advantage = (returns - value[:-1]) / scale
+        if actor.discrete:
+            actor_loss = -(logp * sg(advantage) + cfg.entropy * entropy)
+        else:
+            actor_loss = -(advantage + cfg.entropy * entropy)
+        actor_loss = jnp.mean(weights * actor_loss)
+
+        critic = self.critic(params["critic"])
+        head = jax.tree.map(lambda v: sg(v[:-1]), traj_feat)
+        logits = jnp.concatenate([critic([sg(f) for f in start_feat])[None], critic(head)], 0)
+        bins = dists.twohot_bins(critic.bins)
+        critic_loss = dists.twohot_nll(logits, sg(returns), bins) + cfg.slow_reg * dists.twohot_nll(
+            logits, sg(value[:-1]), bins
+        )
+        critic_loss = jnp.mean(weights * critic_loss)
+        n = start["z"].shape[0]
+        for name, v in {"returns": returns, "logp": logp, "critic_loss": critic_loss}.items():
+            assert v.shape[:2] == (cfg.horizon, n) or v.ndim == 0, f"{name} has shape {v.shape}, expected (H, N)"
+
+        metrics.update({
+            "actor/loss": actor_loss,
+            "actor/entropy": entropy.mean(),
+            "actor/return_scale": scale,
+            "actor/return_mean": returns.mean(),
+            "actor/advantage_abs": jnp.abs(advantage).mean(),
+            "critic/loss": critic_loss,
+            "critic/value_mean": value.mean(),
+            "imagine/reward_mean": reward.mean(),
+            "imagine/cont_mean": cont.mean(),
+        })
+        losses = {"model": wm_loss, "actor": actor_loss, "critic": critic_loss}
+        return losses, retnorm, metrics
+
+    def _train(self, state: TrainState, batch: dict, key: jax.Array):
+        def total(params):
+            losses, retnorm, metrics = self._loss_terms(params, state.slow_critic, state.retnorm, batch, key)
+            return sum(losses.values()), (retnorm, metrics)
+
+        (loss, (retnorm, metrics)), grads = jax.value_and_grad(total, has_aux=True)(state.params)
+        updates, opt_state = self.tx.update(grads, state.opt_state, state.params)
+        params = optax.apply_updates(state.params, updates)
+        rate = self.behavior_cfg.slow_critic_fraction
+        slow = jax.tree.map(lambda s, c: s + rate * (c - s), state.slow_critic, params["critic"])
+        metrics["model/grad_norm"] = optax.global_norm((grads["model"], grads["ssm"]))
+        metrics["actor/grad_norm"] = optax.global_norm(grads["actor"])
+        metrics["critic/grad_norm"] = optax.global_norm(grads["critic"])
+        metrics["train/finite"] = jnp.isfinite(loss) & jnp.all(
+            jnp.array([jnp.isfinite(v).all() for v in jax.tree.leaves(grads)])
+        )
+        return TrainState(params, slow, opt_state, retnorm, state.step + 1), metrics
+

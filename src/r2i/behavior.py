@@ -1,0 +1,128 @@
+"""Actor-critic in imagination (DreamerV3, DESIGN.md §6).
+
+Shapes: N imagination starts, H horizon, A action size, F policy-feature size, K value bins.
+Time index convention: the trajectory has states s_0 (the start) … s_H; a_t is taken at s_t; r_{t+1}, c_{t+1} are
+predicted at s_{t+1}.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+
+from r2i import dists
+from r2i.config import BehaviorConfig
+from r2i.envs.base import ActionSpace
+from r2i.nets import MLP, zeros
+
+sg = jax.lax.stop_gradient
+
+
+class Actor(nnx.Module):
+    """π(a | features): one categorical per sub-action (unimix) or a bounded normal (tanh mean, std ∈ [min, max])."""
+
+    def __init__(self, in_size: int, act_space: ActionSpace, cfg: BehaviorConfig, *, dtype, rngs: nnx.Rngs):
+        self.discrete = act_space.discrete
+        self.nvec = tuple(act_space.nvec)
+        out = act_space.size if self.discrete else 2 * act_space.size
+        self.net = MLP(in_size, cfg.actor.layers, cfg.actor.units, out, dtype=dtype, rngs=rngs)
+        self.unimix, self.min_std, self.max_std = cfg.actor_unimix, cfg.min_std, cfg.max_std
+
+    def _groups(self, raw: jax.Array) -> list[jax.Array]:
+        """Log-probabilities of each sub-action: list of (..., n_i)."""
+        splits = jnp.split(raw.astype(jnp.float32), list(np.cumsum(self.nvec)[:-1]), -1)
+        return [dists.unimix_logits(s, self.unimix) for s in splits]
+
+    def __call__(self, features, key: jax.Array, mode: str = "sample"):
+        """features: list of (..., F_i) → action (..., A) float32, log π(a) (...), entropy (...).
+
+        mode: 'sample' draws (discrete: straight-through one-hot; continuous: reparameterised and clipped to [−1, 1]),
+        'greedy' takes the most likely action. log π is of the stop-gradient action (for REINFORCE).
+        """
+        raw = self.net(features)
+        if self.discrete:
+            groups = self._groups(raw)
+            keys = jax.random.split(key, len(groups))
+            pick = dists.onehot_sample if mode == "sample" else lambda _, lp: dists.onehot_mode(lp)
+            parts = [pick(k, lp) for k, lp in zip(keys, groups)]
+            logp = sum(jnp.sum(sg(a) * lp, -1) for a, lp in zip(parts, groups))
+            entropy = sum(dists.categorical_entropy(lp) for lp in groups)
+            return jnp.concatenate(parts, -1), logp, entropy
+        mean, std = dists.bounded_normal(raw, self.min_std, self.max_std)
+        action = mean + std * jax.random.normal(key, mean.shape) if mode == "sample" else mean
+        action = jnp.clip(action, -1.0, 1.0)
+        return action, dists.normal_logp(sg(action), mean, std), dists.normal_entropy(std)
+
+
+class Critic(nnx.Module):
+    """v(features) as a symlog two-hot distribution over K bins; output layer zero-initialised."""
+
+    def __init__(self, in_size: int, bins: int, cfg: BehaviorConfig, *, dtype, rngs: nnx.Rngs):
+        self.net = MLP(in_size, cfg.critic.layers, cfg.critic.units, bins, out_init=zeros, dtype=dtype, rngs=rngs)
+        self.bins = bins
+
+    def __call__(self, features) -> jax.Array:
+        """features → logits (..., K)."""
+        return self.net(features)
+
+    def mean(self, features) -> jax.Array:
+        return dists.twohot_mean(self(features), dists.twohot_bins(self.bins))
+
+
+def imagine(seq, actor: Actor, start: dict, horizon: int, key: jax.Array, policy_inputs: str):
+    """Roll the prior forward for `horizon` steps from every start state, acting with the actor.
+
+    Args:
+      seq: the sequence model (parameters already stop-gradient'ed by the caller).
+      start: imagination state with leading axis N (see `sequence.py`).
+    Returns:
+      traj: the states s_1 … s_H, every leaf (H, N, …);
+      actions (H, N, A), logp (H, N), entropy (H, N) of a_0 … a_{H−1}.
+    For discrete actions the dynamics see sg(a): REINFORCE needs no gradient through the model, and cutting it
+    keeps the backward pass to the actor alone. For continuous actions the gradient flows through the dynamics.
+    """
+
+    def step(state, key_t):
+        k_act, k_dyn = jax.random.split(key_t)
+        action, logp, entropy = actor(seq.policy_features(state, policy_inputs), k_act)
+        nxt = seq.imagine_step(state, sg(action) if actor.discrete else action, k_dyn)
+        return nxt, (nxt, action, logp, entropy)
+
+    _, (traj, actions, logp, entropy) = jax.lax.scan(step, start, jax.random.split(key, horizon))
+    return traj, actions, logp, entropy
+
+
+def lambda_returns(reward: jax.Array, cont: jax.Array, value: jax.Array, discount: float, lam: float) -> jax.Array:
+    """R_t = r_{t+1} + γ c_{t+1} ((1 − λ) V_{t+1} + λ R_{t+1}),  R_H = V_H.
+
+    reward, cont: (H, N) of r_1 … r_H and c_1 … c_H; value: (H + 1, N) of V_0 … V_H → returns (H, N) of R_0 … R_{H−1}.
+    """
+    assert reward.shape == cont.shape and value.shape[0] == reward.shape[0] + 1, (
+        f"lambda_returns: reward {reward.shape} and cont {cont.shape} must be (H, N), value {value.shape} (H+1, N)"
+    )
+
+    def step(next_return, inputs):
+        r, c, v = inputs
+        ret = r + discount * c * ((1 - lam) * v + lam * next_return)
+        return ret, ret
+
+    _, returns = jax.lax.scan(step, value[-1], (reward, cont, value[1:]), reverse=True)
+    return returns
+
+
+def return_scale(state: jax.Array, returns: jax.Array, cfg: BehaviorConfig) -> tuple[jax.Array, jax.Array]:
+    """EMA of the return percentiles and the scale S = max(1, EMA(P_high) − EMA(P_low)).
+
+    state: (2,) float32 [low, high] EMA values; returns: any shape → (new state (2,), scale ()).
+    """
+    flat = returns.reshape(-1).astype(jnp.float32)
+    batch = jnp.stack([jnp.quantile(flat, cfg.retnorm_low), jnp.quantile(flat, cfg.retnorm_high)])
+    state = cfg.retnorm_decay * state + (1 - cfg.retnorm_decay) * sg(batch)
+    return state, jnp.maximum(1.0, state[1] - state[0])
+
+
+def discount_weights(cont: jax.Array, discount: float) -> jax.Array:
+    """w_t = Π_{k≤t} (γ c_k) / γ for t = 0 … H−1 from cont (H + 1, N) of c_0 … c_H → (H, N)."""
+    return jnp.cumprod(discount * cont[:-1], 0) / discount

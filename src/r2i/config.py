@@ -1,0 +1,390 @@
+"""Typed configuration: dataclasses with a one-line doc per field, YAML presets, dotted overrides, validation.
+
+A configuration is built as: dataclass defaults (the small CPU preset) ← preset YAML (`src/r2i/presets/NAME.yaml`)
+← command-line overrides (`--model.ssm.layers 5` or `model.ssm.layers=5`). Unknown keys are rejected with the nearest
+valid name; every value is converted to the field's type.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import importlib.resources
+import types
+import typing
+from dataclasses import dataclass, field
+from typing import Any
+
+import yaml
+
+from r2i.errors import ConfigError
+
+
+def opt(default: Any, doc: str):
+    """A dataclass field with a default and a one-line description (shown by `r2i train --help-config`)."""
+    if isinstance(default, (dict, list)) or dataclasses.is_dataclass(default):
+        return field(default_factory=lambda: _copy(default), metadata={"doc": doc})
+    return field(default=default, metadata={"doc": doc})
+
+
+def _copy(value):
+    if dataclasses.is_dataclass(value):
+        return dataclasses.replace(value)
+    return type(value)(value)
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# The configuration tree
+# ----------------------------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class MLPConfig:
+    layers: int = opt(1, "hidden layers (Linear → LayerNorm → SiLU)")
+    units: int = opt(128, "units per hidden layer")
+
+
+@dataclass
+class SSMConfig:
+    units: int = opt(128, "H: channels of every S5 layer (width of the sequence model)")
+    state: int = opt(64, "P: complex states per layer")
+    layers: int = opt(2, "number of stacked S5 blocks")
+    blocks: int = opt(4, "HiPPO-N blocks the P states are split into (P must be divisible by it)")
+    discretization: str = opt("zoh", "'zoh' or 'bilinear'")
+    learned_init: bool = opt(False, "learn the episode-start state x_init instead of zeros")
+    dt_min: float = opt(1e-3, "lower bound of the initial step sizes Δ")
+    dt_max: float = opt(1e-1, "upper bound of the initial step sizes Δ")
+    method: str = opt("auto", "scan over time: 'auto' (per backend), 'sequential' or 'associative'")
+
+
+@dataclass
+class ModelConfig:
+    sequence: str = opt("s3m", "sequence model: 's3m' (S5 stack, R2I) or 'gru' (DreamerV3 RSSM)")
+    deter: int = opt(128, "size of h_t (S3M: projection of the stack output; GRU: recurrent state)")
+    hidden: int = opt(128, "units of the posterior, prior and sequence-input layers")
+    stoch: int = opt(16, "number of categorical latent variables")
+    classes: int = opt(16, "classes per categorical latent variable")
+    unimix: float = opt(0.01, "uniform mixture of the latent categoricals")
+    ssm: SSMConfig = opt(SSMConfig(), "S5 stack (used when sequence='s3m')")
+    learned_initial_gru: bool = opt(True, "GRU: learn the episode-start state (DreamerV3)")
+    encoder: MLPConfig = opt(MLPConfig(), "MLP over the symlog'd vector observations")
+    decoder: MLPConfig = opt(MLPConfig(), "MLP of the vector-observation decoder")
+    cnn_depth: int = opt(16, "channels of the first conv layer of the image encoder/decoder (d, 2d, 4d, 8d)")
+    reward_head: MLPConfig = opt(MLPConfig(), "reward predictor")
+    cont_head: MLPConfig = opt(MLPConfig(), "continue predictor")
+    reward_bins: int = opt(255, "bins of the symlog two-hot reward and value distributions")
+    kl_free: float = opt(1.0, "free nats of both KL terms")
+    kl_dyn: float = opt(0.5, "β_dyn: weight of KL[sg(q) ‖ p]")
+    kl_rep: float = opt(0.1, "β_rep: weight of KL[q ‖ sg(p)]")
+    policy_inputs: str = opt("hidden", "actor/critic inputs: 'output' (z,h), 'hidden' (z,x) or 'full' (z,h,x)")
+    dtype: str = opt("auto", "compute dtype: 'auto' (float32 on CPU, bfloat16 on GPU/TPU), 'float32', 'bfloat16'")
+
+
+@dataclass
+class BehaviorConfig:
+    horizon: int = opt(15, "imagination horizon H")
+    discount: float = opt(1 - 1 / 333, "γ")
+    lam: float = opt(0.95, "λ of the λ-returns")
+    actor: MLPConfig = opt(MLPConfig(), "actor network")
+    critic: MLPConfig = opt(MLPConfig(), "critic network")
+    entropy: float = opt(3e-4, "actor entropy bonus η")
+    actor_unimix: float = opt(0.01, "uniform mixture of discrete actor distributions")
+    min_std: float = opt(0.1, "continuous actor: minimum standard deviation")
+    max_std: float = opt(1.0, "continuous actor: maximum standard deviation")
+    slow_critic_fraction: float = opt(0.02, "EMA rate of the slow critic")
+    slow_reg: float = opt(1.0, "weight of the critic's regulariser towards the slow critic")
+    retnorm_decay: float = opt(0.99, "EMA decay of the return percentiles")
+    retnorm_low: float = opt(0.05, "lower return percentile")
+    retnorm_high: float = opt(0.95, "upper return percentile")
+    imag_starts: int = opt(0, "imagination starts per update: 0 = every posterior state of the batch (B·L)")
+
+
+@dataclass
+class OptimConfig:
+    model_lr: float = opt(1e-4, "world-model learning rate")
+    model_eps: float = opt(1e-8, "world-model Adam epsilon")
+    model_clip: float = opt(1000.0, "world-model global-norm gradient clip")
+    ssm_lr: float = opt(0.0, "learning rate of the SSM parameters (Λ, B̃, C̃, D, log Δ); 0 = model_lr")
+    actor_lr: float = opt(3e-5, "actor learning rate")
+    critic_lr: float = opt(3e-5, "critic learning rate")
+    ac_eps: float = opt(1e-5, "actor and critic Adam epsilon")
+    ac_clip: float = opt(100.0, "actor and critic global-norm gradient clip")
+    weight_decay: float = opt(0.0, "decoupled weight decay on kernels (never on SSM parameters or norms)")
+
+
+@dataclass
+class EnvConfig:
+    id: str = opt("r2i:memory_length/10", "environment id: r2i:…, gym:…, popgym:…, bsuite:…")
+    num_envs: int = opt(4, "environments stepped in parallel for training")
+    parallel: bool = opt(False, "step the environments in worker processes (worth it for slow envs)")
+    options: dict = opt({}, "keyword options passed to the environment constructor")
+    eval_envs: int = opt(4, "environments used for evaluation episodes")
+
+
+@dataclass
+class ReplayConfig:
+    capacity: int = opt(1_000_000, "replay capacity in steps, over all env streams (FIFO)")
+
+
+@dataclass
+class RunConfig:
+    steps: int = opt(40_000, "env steps to train for (summed over envs)")
+    train_ratio: float = opt(512.0, "replayed steps per env step (one update replays batch_size·batch_length)")
+    batch_size: int = opt(16, "B: sequences per update")
+    batch_length: int = opt(64, "L: steps per sequence")
+    prefill: int = opt(2_000, "env steps of uniformly random actions before training starts")
+    log_every: int = opt(2_000, "env steps between metric writes")
+    eval_every: int = opt(10_000, "env steps between evaluation rounds (0 = never)")
+    eval_episodes: int = opt(32, "episodes per evaluation round")
+    checkpoint_every: float = opt(600.0, "seconds between checkpoints (also written at the end and on SIGINT/SIGTERM)")
+    success_window: int = opt(100, "training episodes averaged into episode/success_recent")
+
+
+@dataclass
+class Config:
+    seed: int = opt(0, "seed of parameters, environments, replay sampling and actions")
+    logdir: str = opt("", "run directory (default: runs/<preset>-<env>-<time>)")
+    env: EnvConfig = opt(EnvConfig(), "environment")
+    replay: ReplayConfig = opt(ReplayConfig(), "replay buffer")
+    run: RunConfig = opt(RunConfig(), "training schedule")
+    model: ModelConfig = opt(ModelConfig(), "world model")
+    behavior: BehaviorConfig = opt(BehaviorConfig(), "actor-critic")
+    optim: OptimConfig = opt(OptimConfig(), "optimisers")
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# Conversion between dataclasses, nested dicts and dotted keys
+# ----------------------------------------------------------------------------------------------------------------------
+
+CHOICES = {
+    "model.sequence": ("s3m", "gru"),
+    "model.ssm.discretization": ("zoh", "bilinear"),
+    "model.ssm.method": ("auto", "sequential", "associative"),
+    "model.policy_inputs": ("output", "hidden", "full"),
+    "model.dtype": ("auto", "float32", "bfloat16"),
+}
+
+
+def _field_types(cls) -> dict[str, Any]:
+    return typing.get_type_hints(cls)
+
+
+def to_dict(config) -> dict[str, Any]:
+    """Nested plain dict (YAML/JSON-safe) of a config dataclass."""
+    return dataclasses.asdict(config)
+
+
+def flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """{'a': {'b': 1}} → {'a.b': 1}. Dict-typed fields (env.options) stay whole."""
+    out = {}
+    for key, value in tree.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict) and name not in _DICT_FIELDS:
+            out.update(flatten(value, name + "."))
+        else:
+            out[name] = value
+    return out
+
+
+def valid_keys(cls=Config, prefix: str = "") -> dict[str, Any]:
+    """Every settable dotted key of `cls` with its type."""
+    keys = {}
+    for f in dataclasses.fields(cls):
+        tp = _field_types(cls)[f.name]
+        name = f"{prefix}{f.name}"
+        if dataclasses.is_dataclass(tp):
+            keys.update(valid_keys(tp, name + "."))
+        else:
+            keys[name] = tp
+    return keys
+
+
+_DICT_FIELDS = {k for k, t in valid_keys().items() if t is dict or typing.get_origin(t) is dict}
+
+
+def _unknown_key(key: str, known) -> ConfigError:
+    close = difflib.get_close_matches(key, list(known), n=1, cutoff=0.5)
+    if not close:  # try matching the last component only, e.g. 'layers' → 'model.ssm.layers'
+        tail = [k for k in known if k.rsplit(".", 1)[-1] == key.rsplit(".", 1)[-1]]
+        close = tail[:1]
+    hint = f"; did you mean '{close[0]}'?" if close else "; see `r2i train --help-config` for all keys"
+    return ConfigError(f"unknown config key '{key}'{hint}")
+
+
+def convert(key: str, value: Any, tp) -> Any:
+    """Convert a YAML value or command-line string to the field type `tp`, with an error that names the key."""
+    if isinstance(value, str) and tp is not str:
+        try:
+            value = yaml.safe_load(value)
+        except yaml.YAMLError:
+            raise ConfigError(f"config key '{key}': cannot parse {value!r}") from None
+    try:
+        if tp is bool:
+            if isinstance(value, bool):
+                return value
+            raise TypeError
+        if tp is int:
+            if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
+                raise TypeError
+            return int(value)
+        if tp is float:
+            if isinstance(value, bool):
+                raise TypeError
+            return float(value)
+        if tp is str:
+            return str(value)
+        if tp is dict or typing.get_origin(tp) is dict:
+            if value is None:
+                return {}
+            if not isinstance(value, dict):
+                raise TypeError
+            return dict(value)
+    except (TypeError, ValueError):
+        name = getattr(tp, "__name__", str(tp))
+        raise ConfigError(f"config key '{key}' expects {name}, got {value!r}") from None
+    if isinstance(tp, types.UnionType):
+        return value
+    raise ConfigError(f"config key '{key}' has an unsupported type {tp}")
+
+
+def apply_overrides(config: Config, flat: dict[str, Any]) -> Config:
+    """A new config with dotted keys set; unknown keys and wrong types raise ConfigError."""
+    known = valid_keys()
+    tree = to_dict(config)
+    for key, value in flat.items():
+        if key not in known:
+            raise _unknown_key(key, known)
+        node = tree
+        *parents, leaf = key.split(".")
+        for part in parents:
+            node = node[part]
+        node[leaf] = convert(key, value, known[key])
+    return from_dict(tree)
+
+
+def from_dict(tree: dict[str, Any], cls=Config, prefix: str = ""):
+    """Strictly build a dataclass from a nested dict (unknown keys raise ConfigError)."""
+    types_ = _field_types(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    kwargs = {}
+    for key, value in tree.items():
+        name = f"{prefix}{key}"
+        if key not in names:
+            raise _unknown_key(name, valid_keys())
+        tp = types_[key]
+        if dataclasses.is_dataclass(tp):
+            if not isinstance(value, dict):
+                raise ConfigError(f"config key '{name}' is a section; set its fields, e.g. '{name}.…'")
+            kwargs[key] = from_dict(value, tp, name + ".")
+        else:
+            kwargs[key] = convert(name, value, tp)
+    return cls(**kwargs)
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# Presets, command-line overrides, validation, comparison
+# ----------------------------------------------------------------------------------------------------------------------
+
+
+def preset_names() -> list[str]:
+    files = importlib.resources.files("r2i.presets").iterdir()
+    return sorted(f.name[: -len(".yaml")] for f in files if f.name.endswith(".yaml"))
+
+
+def load_preset(name: str) -> dict[str, Any]:
+    """The flat overrides of a preset."""
+    names = preset_names()
+    if name not in names:
+        close = difflib.get_close_matches(name, names, n=1)
+        hint = f"; did you mean '{close[0]}'?" if close else ""
+        raise ConfigError(f"unknown preset '{name}'{hint} (available: {', '.join(names)})")
+    text = importlib.resources.files("r2i.presets").joinpath(f"{name}.yaml").read_text()
+    return flatten(yaml.safe_load(text) or {})
+
+
+def parse_overrides(args: list[str]) -> dict[str, str]:
+    """['--model.ssm.layers', '5', 'run.steps=100', '--env.parallel=true'] → {'model.ssm.layers': '5', …}."""
+    out: dict[str, str] = {}
+    i = 0
+    while i < len(args):
+        arg = args[i]
+        body = arg[2:] if arg.startswith("--") else arg
+        if "=" in body:
+            key, value = body.split("=", 1)
+            i += 1
+        elif arg.startswith("--"):
+            if i + 1 >= len(args) or (args[i + 1].startswith("--") and "=" not in args[i + 1][2:]):
+                raise ConfigError(f"config key '{body}' needs a value: --{body} VALUE or {body}=VALUE")
+            key, value = body, args[i + 1]
+            i += 2
+        else:
+            raise ConfigError(f"cannot read override {arg!r}: write --key VALUE or key=VALUE, e.g. run.steps=1000")
+        out[key.replace("-", "_")] = value
+    return out
+
+
+def make_config(preset: str = "default", overrides: dict[str, Any] | None = None) -> Config:
+    """Defaults ← preset ← overrides, validated."""
+    config = apply_overrides(Config(), load_preset(preset))
+    config = apply_overrides(config, overrides or {})
+    validate(config)
+    return config
+
+
+def validate(config: Config) -> None:
+    """Cross-field checks with messages that name the field and the fix."""
+    flat = flatten(to_dict(config))
+    for key, choices in CHOICES.items():
+        if flat[key] not in choices:
+            raise ConfigError(f"config key '{key}' must be one of {', '.join(map(repr, choices))}; got {flat[key]!r}")
+    for key, value in flat.items():
+        if key in _POSITIVE or key.endswith(".units"):
+            if value <= 0:
+                raise ConfigError(f"config key '{key}' must be positive, got {value}")
+        elif key.endswith(".layers") and value < 0:
+            raise ConfigError(f"config key '{key}' must be >= 0, got {value}")
+    ssm = config.model.ssm
+    if ssm.state % ssm.blocks:
+        raise ConfigError(
+            f"model.ssm.state={ssm.state} must be divisible by model.ssm.blocks={ssm.blocks}; change one of them"
+        )
+    if not 0 < config.behavior.discount <= 1:
+        raise ConfigError(f"behavior.discount must be in (0, 1], got {config.behavior.discount}")
+    if config.replay.capacity < config.env.num_envs * config.run.batch_length:
+        raise ConfigError(
+            f"replay.capacity={config.replay.capacity} must hold at least env.num_envs × run.batch_length = "
+            f"{config.env.num_envs * config.run.batch_length} steps; raise replay.capacity"
+        )
+
+
+_POSITIVE = {
+    "model.deter", "model.hidden", "model.stoch", "model.classes", "model.ssm.units", "model.ssm.state",
+    "model.ssm.blocks", "model.reward_bins", "model.cnn_depth", "behavior.horizon", "env.num_envs", "env.eval_envs",
+    "replay.capacity", "run.batch_size", "run.batch_length", "run.train_ratio", "run.success_window",
+    "optim.model_lr", "optim.actor_lr", "optim.critic_lr",
+}  # fmt: skip
+
+
+def diff(a: Config, b: Config, ignore: tuple[str, ...] = ("logdir", "run.steps")) -> list[str]:
+    """Dotted keys whose values differ (for refusing a resume with a different config)."""
+    fa, fb = flatten(to_dict(a)), flatten(to_dict(b))
+    return [k for k in fa if k not in ignore and fa[k] != fb.get(k)]
+
+
+def describe_fields(cls=Config, prefix: str = "") -> list[str]:
+    """Lines 'key (type, default): doc' for every field, for --help-config."""
+    lines = []
+    instance = cls()
+    for f in dataclasses.fields(cls):
+        tp = _field_types(cls)[f.name]
+        name = f"{prefix}{f.name}"
+        if dataclasses.is_dataclass(tp):
+            lines.extend(describe_fields(tp, name + "."))
+        else:
+            default = getattr(instance, f.name)
+            lines.append(f"{name} ({getattr(tp, '__name__', tp)}, default {default!r}): {f.metadata.get('doc', '')}")
+    return lines
+
+
+def dump_yaml(config: Config) -> str:
+    return yaml.safe_dump(to_dict(config), sort_keys=False)

@@ -1,0 +1,158 @@
+"""Plots of training runs (`metrics.jsonl`) and of benchmark sweeps (CSV), written as PNG files.
+
+Uses matplotlib's object API with the Agg canvas, so importing this module changes no global backend.
+"""
+
+from __future__ import annotations
+
+import csv
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+
+from r2i.metrics import METRICS_FILE, MetricsLogger
+
+DEFAULT_KEYS = ("episode/return", "episode/success", "eval/return", "eval/success")
+SWEEP_COLUMNS = ("suite", "setting", "model", "seed", "env_steps", "success", "wall_s")
+
+
+def _figure(n: int, width: float = 5.0, height: float = 3.5):
+    from matplotlib.figure import Figure
+
+    cols = min(n, 3)
+    rows = -(-n // cols)
+    fig = Figure(figsize=(width * cols, height * rows), layout="constrained")
+    axes = fig.subplots(rows, cols, squeeze=False).reshape(-1)
+    for ax in axes[n:]:
+        ax.set_visible(False)
+    return fig, axes[:n]
+
+
+def smooth_ema(y: np.ndarray, weight: float) -> np.ndarray:
+    """Debiased exponential moving average (as TensorBoard's smoothing slider); weight 0 returns y unchanged."""
+    if weight <= 0:
+        return y
+    out, mean, norm = np.empty(len(y)), 0.0, 0.0
+    for i, value in enumerate(y):
+        mean = weight * mean + (1 - weight) * value
+        norm = weight * norm + (1 - weight)
+        out[i] = mean / norm
+    return out
+
+
+def plot_runs(
+    run_dirs: list[str | Path],
+    out: str | Path,
+    x: str = "step",
+    keys: list[str] | None = None,
+    smooth: float = 0.0,
+) -> Path:
+    """One subplot per key, one line per run (labelled with the run directory's name), written to the PNG `out`.
+
+    Args:
+        run_dirs: run directories, each holding a `metrics.jsonl`.
+        out: PNG path to write (parent directories are created).
+        x: the record field on the x axis, e.g. `step`; `time` is shown as hours since the run's first record.
+        keys: metric keys to plot; default: those of `DEFAULT_KEYS` present in any run.
+        smooth: EMA weight in [0, 1) applied to each line (0: raw values).
+    Returns the path written. Raises ValueError for a run without metrics.jsonl or when no requested key is present.
+    """
+    if not run_dirs:
+        raise ValueError("plot_runs: no run directories given")
+    if not 0 <= smooth < 1:
+        raise ValueError(f"plot_runs: smooth must be in [0, 1), got {smooth}")
+    runs = {}
+    for run in map(Path, run_dirs):
+        if not (run / METRICS_FILE).is_file():
+            raise ValueError(f"plot_runs: {run / METRICS_FILE} does not exist; is {run} a run directory?")
+        runs[run] = MetricsLogger.read(run)
+    present = {key for records in runs.values() for record in records for key in record}
+    if keys is None:
+        keys = [key for key in DEFAULT_KEYS if key in present]
+        if not keys:
+            raise ValueError(
+                f"plot_runs: none of the default keys {list(DEFAULT_KEYS)} is in the runs; "
+                f"pass keys= from {sorted(present - {'step', 'time'})}"
+            )
+    missing = [key for key in keys if key not in present]
+    if missing:
+        raise ValueError(f"plot_runs: keys {missing} are in no run; present: {sorted(present - {'step', 'time'})}")
+    if x not in present:
+        raise ValueError(f"plot_runs: x={x!r} is in no record; present: {sorted(present)}")
+    fig, axes = _figure(len(keys))
+    for ax, key in zip(axes, keys):
+        for run, records in runs.items():
+            points = np.array([(r[x], r[key]) for r in records if x in r and key in r], np.float64).reshape(-1, 2)
+            if not len(points):
+                continue
+            points = points[np.argsort(points[:, 0], kind="stable")]
+            xs = points[:, 0]
+            if x == "time":
+                xs = (xs - xs[0]) / 3600
+            ax.plot(xs, smooth_ema(points[:, 1], smooth), label=run.name, linewidth=1.2)
+        ax.set_title(key)
+        ax.set_xlabel("hours" if x == "time" else x)
+        ax.grid(alpha=0.3)
+        if ax.lines:
+            ax.legend(fontsize="small")
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, format="png", dpi=100)
+    return out
+
+
+def plot_sweep(csv_path: str | Path, out: str | Path) -> Path:
+    """Success vs. setting per suite from a sweep CSV, like the R2I paper's BSuite memory figure.
+
+    The CSV has columns `suite,setting,model,seed,env_steps,success,wall_s` (extra columns are ignored). One subplot
+    per suite; x = setting (numeric, e.g. memory length or delay; log scale when the settings span a factor >= 16,
+    ticks at the settings); one line per model: the mean success over seeds,
+    with a band from the minimum to the maximum over seeds. Returns the PNG path written.
+    """
+    csv_path = Path(csv_path)
+    if not csv_path.is_file():
+        raise ValueError(f"plot_sweep: {csv_path} does not exist")
+    with open(csv_path, newline="", encoding="utf-8") as f:
+        reader = csv.DictReader(f)
+        missing = [c for c in SWEEP_COLUMNS if c not in (reader.fieldnames or [])]
+        if missing:
+            raise ValueError(f"plot_sweep: {csv_path} lacks columns {missing} (needs {','.join(SWEEP_COLUMNS)})")
+        rows = list(reader)
+    if not rows:
+        raise ValueError(f"plot_sweep: {csv_path} has no rows")
+    # suite -> model -> setting -> successes over seeds
+    table: dict[str, dict[str, dict[float, list[float]]]] = defaultdict(lambda: defaultdict(lambda: defaultdict(list)))
+    for line, row in enumerate(rows, start=2):
+        try:
+            setting, success = float(row["setting"]), float(row["success"])
+        except ValueError:
+            raise ValueError(
+                f"plot_sweep: {csv_path}:{line}: setting and success must be numbers, "
+                f"got {row['setting']!r}, {row['success']!r}"
+            ) from None
+        table[row["suite"]][row["model"]][setting].append(success)
+    fig, axes = _figure(len(table), width=4.5)
+    for ax, suite in zip(axes, sorted(table)):
+        for model in sorted(table[suite]):
+            by_setting = table[suite][model]
+            xs = np.array(sorted(by_setting))
+            values = [np.array(by_setting[s]) for s in xs]
+            mean = np.array([v.mean() for v in values])
+            (line,) = ax.plot(xs, mean, marker="o", label=model)
+            low, high = np.array([v.min() for v in values]), np.array([v.max() for v in values])
+            ax.fill_between(xs, low, high, color=line.get_color(), alpha=0.2, linewidth=0)
+        settings = sorted({s for by_setting in table[suite].values() for s in by_setting})
+        if settings[0] > 0 and settings[-1] / settings[0] >= 16:  # e.g. memory lengths 1 ... 100: log axis
+            ax.set_xscale("log")
+            ax.set_xticks(settings, [f"{s:g}" for s in settings])
+            ax.minorticks_off()
+        ax.set_title(suite)
+        ax.set_xlabel("setting")
+        ax.set_ylabel("success")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize="small")
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, format="png", dpi=100)
+    return out

@@ -1,0 +1,1 @@
+"""YAML presets: flat or nested overrides of the dataclass defaults in r2i.config."""

@@ -1,0 +1,221 @@
+"""Sequence models behind one interface: S3M (R2I's S5 stack) and RSSM-GRU (DreamerV3's baseline).
+
+Both offer:
+
+* `initial(batch)` → carry, the recurrent state between calls: {"z": (B, Z), "a": (B, A), plus "x": (B, N, P) complex64
+  for S3M or "h": (B, D) for the GRU}. `z` and `a` are the previous latent and action.
+* `observe(carry, embed, action, is_first, key)` over a window: embed (B, T, E), action (B, T, A) with a_t taken at
+  obs_t (the model consumes a_{t−1}), is_first (B, T) → (carry, out) with out = {"h": (B, T, D), "z": (B, T, Z),
+  "post": (B, T, S, C) and "prior": (B, T, S, C) log-probabilities, "x" (S3M only): (B, T, N, P)}.
+  S3M runs it in parallel over T (the posterior depends on the observation only); the GRU runs a scan.
+* `observe_step(carry, embed, is_first, key)` for acting, one step: embed (B, E), is_first (B,) → (carry, out) with
+  out = {"h", "z", ("x")}. The caller writes the chosen action into carry["a"].
+* `start(out)` → imagination state {"h": (N, D), "z": (N, Z), ("x": (N, N_l, P))} from observe outputs flattened.
+* `imagine_step(state, action, key)` → next state from the prior: state as from `start`, action (N, A).
+* `policy_features(state, kind)` → list of arrays that the actor and critic read (see `feature_size`).
+
+At an episode start (is_first_t) the previous latent and action are replaced by zeros and the recurrent state by the
+initial state (S3M: x_init inside the scan, GRU: tanh of a learned vector or zeros), identically in `observe`,
+`observe_step` and therefore in training and acting.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+from r2i import dists
+from r2i.config import ModelConfig
+from r2i.nets import MLP, Dense
+from r2i.ssm import S5Stack
+
+POLICY_INPUTS = ("output", "hidden", "full")
+
+
+def _mask(x: jax.Array, is_first: jax.Array) -> jax.Array:
+    """Zero x (..., F) where is_first (...) is set."""
+    return jnp.where(is_first[..., None], jnp.zeros_like(x), x)
+
+
+def _shift(first: jax.Array, seq: jax.Array) -> jax.Array:
+    """(B, F) and (B, T, F) → (B, T, F): [first, seq_0, …, seq_{T−2}], the previous element of every step."""
+    return jnp.concatenate([first[:, None].astype(seq.dtype), seq[:, :-1]], 1)
+
+
+class _Latent(nnx.Module):
+    """Shared pieces: the categorical latent and the prior head p(ẑ | h)."""
+
+    def _init_latent(self, cfg: ModelConfig, dtype, rngs):
+        self.stoch, self.classes, self.unimix = cfg.stoch, cfg.classes, cfg.unimix
+        self.z_size = cfg.stoch * cfg.classes
+        self.deter = cfg.deter
+        self.prior_net = MLP(cfg.deter, 1, cfg.hidden, self.z_size, dtype=dtype, rngs=rngs)
+
+    def _logp(self, logits: jax.Array) -> jax.Array:
+        """(..., S·C) → (..., S, C) float32 log-probabilities with unimix."""
+        logits = logits.reshape(logits.shape[:-1] + (self.stoch, self.classes))
+        return dists.unimix_logits(logits, self.unimix)
+
+    def _sample(self, key, logp: jax.Array) -> jax.Array:
+        """(..., S, C) → (..., S·C) straight-through one-hot sample."""
+        z = dists.onehot_sample(key, logp)
+        return z.reshape(z.shape[:-2] + (self.z_size,))
+
+    def prior(self, h: jax.Array) -> jax.Array:
+        return self._logp(self.prior_net(h))
+
+
+class S3M(_Latent):
+    """R2I's sequence model: posterior q(z_t | o_t), u_t = MLP(z_{t−1}, a_{t−1}), S5 stack, h_t = SiLU(Dense(y_t))."""
+
+    def __init__(self, cfg: ModelConfig, embed_size: int, act_size: int, *, dtype=jnp.float32, rngs: nnx.Rngs):
+        self._init_latent(cfg, dtype, rngs)
+        ssm = cfg.ssm
+        self.act_size = act_size
+        self.posterior_net = MLP(embed_size, 1, cfg.hidden, self.z_size, dtype=dtype, rngs=rngs)
+        self.inp = MLP(self.z_size + act_size, 1, ssm.units, dtype=dtype, rngs=rngs)
+        self.stack = S5Stack(
+            ssm.units, ssm.state, ssm.layers, blocks=ssm.blocks, discretization=ssm.discretization,
+            learned_init=ssm.learned_init, dt_min=ssm.dt_min, dt_max=ssm.dt_max, method=ssm.method,
+            dtype=dtype, rngs=rngs,
+        )
+        self.out = Dense(ssm.units, cfg.deter, dtype=dtype, rngs=rngs)
+        self.hidden_size = 2 * ssm.layers * ssm.state
+
+    def initial(self, batch: int) -> dict:
+        return {
+            "x": self.stack.initial(batch),
+            "z": jnp.zeros((batch, self.z_size), jnp.float32),
+            "a": jnp.zeros((batch, self.act_size), jnp.float32),
+        }
+
+    def _input(self, z_prev, a_prev, is_first):
+        return self.inp([_mask(z_prev, is_first), _mask(a_prev, is_first)])
+
+    def observe(self, carry, embed, action, is_first, key):
+        post = self._logp(self.posterior_net(embed))
+        z = self._sample(key, post)
+        u = self._input(_shift(carry["z"], z), _shift(carry["a"], action), is_first)
+        y, x = self.stack(u, is_first, carry["x"])
+        h = jax.nn.silu(self.out(y))
+        out = {"h": h, "z": z, "post": post, "prior": self.prior(h), "x": x}
+        new = {"x": x[:, -1], "z": z[:, -1].astype(jnp.float32), "a": action[:, -1].astype(jnp.float32)}
+        return new, out
+
+    def observe_step(self, carry, embed, is_first, key):
+        z = self._sample(key, self._logp(self.posterior_net(embed)))
+        u = self._input(carry["z"], carry["a"], is_first)
+        y, x = self.stack.step(u, is_first, carry["x"])
+        h = jax.nn.silu(self.out(y))
+        return {"x": x, "z": z, "a": carry["a"]}, {"h": h, "z": z, "x": x}
+
+    def start(self, out) -> dict:
+        flat = lambda v: v.reshape((-1,) + v.shape[2:])  # noqa: E731
+        return {"h": flat(out["h"]), "z": flat(out["z"]), "x": flat(out["x"])}
+
+    def imagine_step(self, state, action, key):
+        u = self.inp([state["z"], action])
+        no_reset = jnp.zeros(u.shape[:1], bool)
+        y, x = self.stack.step(u, no_reset, state["x"])
+        h = jax.nn.silu(self.out(y))
+        z = self._sample(key, self.prior(h))
+        return {"h": h, "z": z, "x": x}
+
+    def feature_size(self, kind: str) -> int:
+        return self.z_size + {"output": self.deter, "hidden": self.hidden_size, "full": self.deter + self.hidden_size}[
+            kind
+        ]
+
+    def policy_features(self, state, kind: str) -> list[jax.Array]:
+        """'output': [z, h]; 'hidden': [z, x]; 'full': [z, h, x] with x = (Re x, Im x) of all layers, flattened."""
+        if kind == "output":
+            return [state["z"], state["h"]]
+        x = state["x"]
+        x = jnp.concatenate([x.real, x.imag], -1).reshape(x.shape[:-2] + (self.hidden_size,))
+        return [state["z"], x] if kind == "hidden" else [state["z"], state["h"], x]
+
+
+class RSSM(_Latent):
+    """DreamerV3's recurrent state-space model with a LayerNorm GRU: h_t = GRU(h_{t−1}, MLP(z_{t−1}, a_{t−1})),
+    posterior q(z_t | h_t, o_t), prior p(ẑ_t | h_t). Sequential by construction (the posterior reads h_t)."""
+
+    def __init__(self, cfg: ModelConfig, embed_size: int, act_size: int, *, dtype=jnp.float32, rngs: nnx.Rngs):
+        self._init_latent(cfg, dtype, rngs)
+        self.act_size = act_size
+        self.inp = MLP(self.z_size + act_size, 1, cfg.hidden, dtype=dtype, rngs=rngs)
+        self.gru = Dense(cfg.hidden + cfg.deter, 3 * cfg.deter, bias=False, dtype=dtype, rngs=rngs)
+        self.gru_norm = nnx.LayerNorm(3 * cfg.deter, epsilon=1e-3, dtype=dtype, rngs=rngs)
+        self.posterior_net = MLP(cfg.deter + embed_size, 1, cfg.hidden, self.z_size, dtype=dtype, rngs=rngs)
+        self.learned_initial = cfg.learned_initial_gru
+        if self.learned_initial:
+            self.h0 = nnx.Param(jnp.zeros((cfg.deter,), jnp.float32))
+        self.hidden_size = cfg.deter
+        self.dtype = dtype
+
+    def initial(self, batch: int) -> dict:
+        return {
+            "h": jnp.zeros((batch, self.deter), jnp.float32),
+            "z": jnp.zeros((batch, self.z_size), jnp.float32),
+            "a": jnp.zeros((batch, self.act_size), jnp.float32),
+        }
+
+    def _h0(self, batch: int) -> jax.Array:
+        if self.learned_initial:
+            return jnp.broadcast_to(jnp.tanh(self.h0[...]), (batch, self.deter))
+        return jnp.zeros((batch, self.deter), jnp.float32)
+
+    def _cell(self, h: jax.Array, z: jax.Array, a: jax.Array) -> jax.Array:
+        """GRU with LayerNorm over the gates (DreamerV3): h (B, D), z (B, Z), a (B, A) → (B, D) float32."""
+        x = self.inp([z, a])
+        parts = self.gru_norm(self.gru([x, h])).astype(jnp.float32)
+        reset, cand, update = jnp.split(parts, 3, -1)
+        cand = jnp.tanh(jax.nn.sigmoid(reset) * cand)
+        update = jax.nn.sigmoid(update - 1.0)
+        return update * cand + (1 - update) * h
+
+    def _reset(self, carry, is_first):
+        h = jnp.where(is_first[:, None], self._h0(is_first.shape[0]), carry["h"])
+        return h, _mask(carry["z"], is_first), _mask(carry["a"], is_first)
+
+    def observe_step(self, carry, embed, is_first, key):
+        h = self._cell(*self._reset(carry, is_first))
+        z = self._sample(key, self._logp(self.posterior_net([h, embed])))
+        return {"h": h, "z": z, "a": carry["a"]}, {"h": h, "z": z}
+
+    def observe(self, carry, embed, action, is_first, key):
+        def step(carry, inputs):
+            embed_t, action_t, first_t, key_t = inputs
+            h = self._cell(*self._reset(carry, first_t))
+            post = self._logp(self.posterior_net([h, embed_t]))
+            z = self._sample(key_t, post)
+            return {"h": h, "z": z, "a": action_t.astype(jnp.float32)}, (h, z, post)
+
+        keys = jax.random.split(key, embed.shape[1])
+        time_major = (jnp.swapaxes(embed, 0, 1), jnp.swapaxes(action, 0, 1), jnp.swapaxes(is_first, 0, 1), keys)
+        carry, (h, z, post) = jax.lax.scan(step, carry, time_major)
+        h, z, post = (jnp.swapaxes(v, 0, 1) for v in (h, z, post))
+        return carry, {"h": h, "z": z, "post": post, "prior": self.prior(h)}
+
+    def start(self, out) -> dict:
+        flat = lambda v: v.reshape((-1,) + v.shape[2:])  # noqa: E731
+        return {"h": flat(out["h"]), "z": flat(out["z"])}
+
+    def imagine_step(self, state, action, key):
+        h = self._cell(state["h"], state["z"], action)
+        return {"h": h, "z": self._sample(key, self.prior(h))}
+
+    def feature_size(self, kind: str) -> int:
+        return self.z_size + self.deter
+
+    def policy_features(self, state, kind: str) -> list[jax.Array]:
+        """The GRU's hidden state is h itself, so every kind reads [z, h]."""
+        return [state["z"], state["h"]]
+
+
+def make_sequence_model(cfg: ModelConfig, embed_size: int, act_size: int, *, dtype, rngs: nnx.Rngs):
+    if cfg.sequence == "s3m":
+        return S3M(cfg, embed_size, act_size, dtype=dtype, rngs=rngs)
+    if cfg.sequence == "gru":
+        return RSSM(cfg, embed_size, act_size, dtype=dtype, rngs=rngs)
+    raise ValueError(f"model.sequence must be 's3m' or 'gru', got {cfg.sequence!r}")

@@ -1,0 +1,142 @@
+"""World model: observation encoder, sequence model (S3M or RSSM-GRU), decoder, reward and continue heads, losses.
+
+Per step (DESIGN.md §5):  loss_t = pred_t + β_dyn·max(free, KL[sg(q)‖p]) + β_rep·max(free, KL[q‖sg(p)]),
+pred_t = decoder NLL (vector: symlog MSE, images: MSE) + reward two-hot NLL + continue Bernoulli NLL,
+with heads reading feat = (h_t, z_t).
+"""
+
+from __future__ import annotations
+
+import math
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+from r2i import dists
+from r2i.config import ModelConfig
+from r2i.envs.base import ActionSpace, Space
+from r2i.errors import EnvError
+from r2i.nets import MLP, ImageDecoder, ImageEncoder, zeros
+from r2i.sequence import make_sequence_model
+
+sg = jax.lax.stop_gradient
+BATCH_FLAGS = ("reward", "is_first", "is_last", "is_terminal")
+
+
+class WorldModel(nnx.Module):
+    def __init__(
+        self, cfg: ModelConfig, obs_space: dict[str, Space], act_space: ActionSpace, *, dtype, rngs: nnx.Rngs
+    ):
+        self.vector_keys = tuple(sorted(k for k, s in obs_space.items() if not s.is_image))
+        self.image_keys = tuple(sorted(k for k, s in obs_space.items() if s.is_image))
+        if not self.vector_keys and not self.image_keys:
+            raise EnvError("the environment has no observation keys the agent can read")
+        for key in self.image_keys:
+            if obs_space[key].shape[:2] != (64, 64):
+                raise EnvError(f"image observation '{key}' has shape {obs_space[key].shape}; the image encoder needs "
+                               "(64, 64, C): resize it in the environment adapter")
+        self.vector_shapes = tuple(obs_space[k].shape for k in self.vector_keys)
+        self.vector_sizes = tuple(math.prod(shape) for shape in self.vector_shapes)
+        self.image_channels = tuple(obs_space[k].shape[2] for k in self.image_keys)
+        self.bins = cfg.reward_bins
+        self.kl_free, self.kl_dyn, self.kl_rep = cfg.kl_free, cfg.kl_dyn, cfg.kl_rep
+        self.dtype = dtype
+
+        embed = 0
+        if self.vector_keys:
+            self.vector_encoder = MLP(sum(self.vector_sizes), cfg.encoder.layers, cfg.encoder.units, dtype=dtype,
+                                      rngs=rngs)
+            embed += self.vector_encoder.out_features
+        if self.image_keys:
+            self.image_encoder = ImageEncoder(sum(self.image_channels), cfg.cnn_depth, dtype=dtype, rngs=rngs)
+            embed += self.image_encoder.out_features
+        self.embed_size = embed
+        self.seq = make_sequence_model(cfg, embed, act_space.size, dtype=dtype, rngs=rngs)
+        feat = cfg.deter + self.seq.z_size
+        if self.vector_keys:
+            self.vector_decoder = MLP(feat, cfg.decoder.layers, cfg.decoder.units, sum(self.vector_sizes),
+                                      dtype=dtype, rngs=rngs)
+        if self.image_keys:
+            self.image_decoder = ImageDecoder(feat, sum(self.image_channels), cfg.cnn_depth, dtype=dtype, rngs=rngs)
+        self.reward = MLP(feat, cfg.reward_head.layers, cfg.reward_head.units, cfg.reward_bins, out_init=zeros,
+                          dtype=dtype, rngs=rngs)
+        self.cont = MLP(feat, cfg.cont_head.layers, cfg.cont_head.units, 1, dtype=dtype, rngs=rngs)
+
+    # -- encoding ------------------------------------------------------------------------------------------------------
+
+    def encode(self, obs: dict) -> jax.Array:
+        """obs: vectors (..., d) and images (..., 64, 64, C) uint8 → embedding (..., E)."""
+        parts = []
+        if self.vector_keys:
+            parts.append(self.vector_encoder(dists.symlog(self._vectors(obs))))
+        if self.image_keys:
+            parts.append(self.image_encoder(jnp.concatenate([obs[k] for k in self.image_keys], -1)))
+        return parts[0] if len(parts) == 1 else jnp.concatenate(parts, -1)
+
+    def _vectors(self, obs: dict) -> jax.Array:
+        """All vector observations flattened and concatenated: (..., Σd) float32."""
+        flat = []
+        for key, shape in zip(self.vector_keys, self.vector_shapes):
+            x = obs[key]
+            flat.append(x.reshape(x.shape[: x.ndim - len(shape)] + (-1,)).astype(jnp.float32))
+        return flat[0] if len(flat) == 1 else jnp.concatenate(flat, -1)
+
+    # -- heads ---------------------------------------------------------------------------------------------------------
+
+    def reward_mean(self, h, z) -> jax.Array:
+        """Predicted reward (...,) float32 from h (..., D), z (..., Z)."""
+        return dists.twohot_mean(self.reward([h, z]), dists.twohot_bins(self.bins))
+
+    def cont_prob(self, h, z) -> jax.Array:
+        """Predicted continue probability (...,) float32."""
+        return jax.nn.sigmoid(self.cont([h, z])[..., 0].astype(jnp.float32))
+
+    # -- loss ----------------------------------------------------------------------------------------------------------
+
+    def loss(self, batch: dict, carry: dict, key: jax.Array):
+        """World-model loss over a batch window.
+
+        batch: observation keys (B, T, …), "action" (B, T, A), "reward" (B, T) float32, "is_first", "is_last",
+        "is_terminal" (B, T) bool. carry: the sequence model's carry (B, …).
+        Returns (scalar loss, (new carry, observe outputs, metrics dict of scalars)).
+        """
+        b, t = batch["is_first"].shape
+        assert batch["action"].shape[:2] == (b, t), f"action must be (B, T, A)=({b}, {t}, A), got {batch['action'].shape}"
+        assert batch["reward"].shape == (b, t), f"reward must be (B, T)=({b}, {t}), got {batch['reward'].shape}"
+        embed = self.encode(batch)
+        carry, out = self.seq.observe(carry, embed, batch["action"], batch["is_first"], key)
+        h, z = out["h"], out["z"]
+        assert h.shape[:2] == (b, t) and z.shape[:2] == (b, t), f"h {h.shape} and z {z.shape} must start with (B, T)"
+
+        terms = {}
+        if self.vector_keys:
+            target = self._vectors(batch)
+            pred = self.vector_decoder([h, z]).astype(jnp.float32)
+            terms["vector"] = jnp.sum((pred - dists.symlog(target)) ** 2, -1)
+        if self.image_keys:
+            target = jnp.concatenate([batch[k] for k in self.image_keys], -1).astype(jnp.float32) / 255.0
+            pred = self.image_decoder([h, z])
+            terms["image"] = jnp.sum((pred - target) ** 2, (-3, -2, -1))
+        terms["reward"] = dists.twohot_nll(self.reward([h, z]), batch["reward"], dists.twohot_bins(self.bins))
+        cont_target = 1.0 - batch["is_terminal"].astype(jnp.float32)
+        terms["cont"] = dists.bernoulli_nll(self.cont([h, z])[..., 0], cont_target)
+
+        post, prior = out["post"], out["prior"]
+        kl_dyn = jnp.sum(dists.categorical_kl(sg(post), prior), -1)
+        kl_rep = jnp.sum(dists.categorical_kl(post, sg(prior)), -1)
+        terms["dyn"] = jnp.maximum(self.kl_free, kl_dyn)
+        terms["rep"] = jnp.maximum(self.kl_free, kl_rep)
+        scales = {"dyn": self.kl_dyn, "rep": self.kl_rep}
+        for name, value in terms.items():
+            assert value.shape == (b, t), f"world-model loss term '{name}' must be (B, T)=({b}, {t}), got {value.shape}"
+        loss = sum(scales.get(k, 1.0) * v for k, v in terms.items()).mean()
+
+        metrics = {f"model/loss_{k}": v.mean() for k, v in terms.items()}
+        metrics.update({
+            "model/loss": loss,
+            "model/kl": kl_dyn.mean(),
+            "model/post_entropy": jnp.sum(dists.categorical_entropy(post), -1).mean(),
+            "model/prior_entropy": jnp.sum(dists.categorical_entropy(prior), -1).mean(),
+        })
+        return loss, (carry, out, metrics)
