@@ -137,8 +137,14 @@ def test_missing_extra_names_the_install_command(monkeypatch):
 
 def test_validate_step_flags_nan_and_shapes():
     space = {"vector": Space((2,))}
-    good = {"vector": np.zeros(2, np.float32), "reward": np.float32(0), "is_first": np.bool_(True),
-            "is_last": np.bool_(False), "is_terminal": np.bool_(False), "log_x": np.float32(1)}
+    good = {
+        "vector": np.zeros(2, np.float32),
+        "reward": np.float32(0),
+        "is_first": np.bool_(True),
+        "is_last": np.bool_(False),
+        "is_terminal": np.bool_(False),
+        "log_x": np.float32(1),
+    }
     validate_step(good, space, "my-env", 0)
     with pytest.raises(EnvError, match=r"my-env at step 4: observation 'vector' contains NaN"):
         validate_step({**good, "vector": np.array([0, np.nan], np.float32)}, space, "my-env", 4)
@@ -209,7 +215,15 @@ if gym is not None:
         box = gs.Box(-1.0, 1.0, (2,), np.float32)
         return ToyEnv(box, gs.Discrete(2), lambda t: np.array([0.0, np.nan if t == 2 else 0.0], np.float32))
 
-    for _id, _entry in (("R2ITest/Exploding-v0", ExplodingEnv), ("R2ITest/NaN-v0", _nan_env)):
+    def _counting_env():  # same spaces as r2i:memory_length/N, but logs info["hits"] instead of log_success
+        return ToyEnv(gs.Box(0.0, 1.0, (4,), np.float32), gs.Discrete(2), lambda t: np.zeros(4, np.float32))
+
+    _TOY_IDS = (
+        ("R2ITest/Exploding-v0", ExplodingEnv),
+        ("R2ITest/NaN-v0", _nan_env),
+        ("R2ITest/Counting-v0", _counting_env),
+    )
+    for _id, _entry in _TOY_IDS:
         if _id not in gym.registry:
             gym.register(id=_id, entry_point=_entry, disable_env_checker=True)
 
@@ -254,23 +268,34 @@ def test_pendulum_box_actions_are_rescaled():
 def test_dict_tuple_multidiscrete_observations_and_multidiscrete_actions():
     from r2i.envs.gymnasium_env import GymnasiumEnv
 
-    obs_space = gs.Dict({
-        "pos": gs.Box(-1.0, 1.0, (2,), np.float32),
-        "cell": gs.Discrete(3, start=1),
-        "inner": gs.Tuple((gs.MultiDiscrete([2, 3]), gs.MultiBinary(2))),
-        "cam": gs.Box(0, 255, (32, 48, 3), np.uint8),
-        "reward": gs.Box(-1.0, 1.0, (1,), np.float32),  # clashes with the step flag: renamed obs_reward
-    })
+    obs_space = gs.Dict(
+        {
+            "pos": gs.Box(-1.0, 1.0, (2,), np.float32),
+            "cell": gs.Discrete(3, start=1),
+            "inner": gs.Tuple((gs.MultiDiscrete([2, 3]), gs.MultiBinary(2))),
+            "cam": gs.Box(0, 255, (32, 48, 3), np.uint8),
+            "reward": gs.Box(-1.0, 1.0, (1,), np.float32),  # clashes with the step flag: renamed obs_reward
+        }
+    )
 
     def obs_fn(t):
-        return {"pos": np.array([0.5, -t], np.float32), "cell": 2, "inner": (np.array([1, 2]), np.array([1, 0])),
-                "cam": np.full((32, 48, 3), t, np.uint8), "reward": np.zeros(1, np.float32)}
+        return {
+            "pos": np.array([0.5, -t], np.float32),
+            "cell": 2,
+            "inner": (np.array([1, 2]), np.array([1, 0])),
+            "cam": np.full((32, 48, 3), t, np.uint8),
+            "reward": np.zeros(1, np.float32),
+        }
 
     toy = ToyEnv(obs_space, gs.MultiDiscrete([2, 3]), obs_fn)
     env = GymnasiumEnv(toy, seed=0, env_id="toy")
     assert env.obs_space == {
-        "pos": Space((2,)), "cell": Space((3,)), "inner_0": Space((5,)), "inner_1": Space((2,)),
-        "cam": Space((64, 64, 3), np.uint8), "obs_reward": Space((1,)),
+        "pos": Space((2,)),
+        "cell": Space((3,)),
+        "inner_0": Space((5,)),
+        "inner_1": Space((2,)),
+        "cam": Space((64, 64, 3), np.uint8),
+        "obs_reward": Space((1,)),
     }
     first = env.reset()
     validate_step(first, env.obs_space, "toy")
@@ -288,7 +313,9 @@ def test_tuple_grayscale_and_multibinary_action():
     from r2i.envs.gymnasium_env import GymnasiumEnv
 
     space = gs.Tuple((gs.Box(0, 255, (100, 80), np.uint8), gs.Box(0, 255, (3, 16, 16), np.uint8)))
-    toy = ToyEnv(space, gs.MultiBinary(3), lambda t: (np.full((100, 80), 9, np.uint8), np.full((3, 16, 16), 5, np.uint8)))
+    toy = ToyEnv(
+        space, gs.MultiBinary(3), lambda t: (np.full((100, 80), 9, np.uint8), np.full((3, 16, 16), 5, np.uint8))
+    )
     env = GymnasiumEnv(toy)
     assert env.obs_space == {"obs_0": Space((64, 64, 1), np.uint8), "obs_1": Space((64, 64, 3), np.uint8)}
     assert env.act_space.nvec == (2, 2, 2)
@@ -350,7 +377,10 @@ def test_bsuite_memory_len():
     pytest.importorskip("bsuite", reason="bsuite not installed: pip install 'r2i[bsuite]'")
     env = make_env("bsuite:memory_len/12", seed=0)  # setting 12 is memory_length 17
     assert env.obs_space == {"vector": Space((3,))} and env.act_space.nvec == (2,)
-    answer = lambda s: int(s[0]["vector"][2] > 0)  # noqa: E731 — the context is shown as ±1 on the first observation
+
+    def answer(steps):  # the context is shown as ±1 on the first observation
+        return int(steps[0]["vector"][2] > 0)
+
     right = run_episode(env, answer)
     wrong = run_episode(env, lambda s: 1 - answer(s))
     for steps, reward in ((right, 1.0), (wrong, -1.0)):
@@ -437,11 +467,25 @@ def test_driver_step_right_after_construction_resets():
 def test_driver_worker_errors_name_the_env():
     with pytest.raises(ConfigError, match=r"env 1 \(r2i:memory_length/0, seed 5\).*N >= 1"):
         VectorDriver([EnvSpec("r2i:memory_length/1", 0), EnvSpec("r2i:memory_length/0", 5)], parallel=True)
+    with pytest.raises(ConfigError, match="picklable"):
+        VectorDriver([EnvSpec("r2i:memory_length/1", 0, {"cues": lambda: 2})], parallel=True)
     with VectorDriver([EnvSpec("r2i:memory_length/1", 0), EnvSpec("r2i:memory_length/1", 1)]) as driver:
         driver.reset()
         os.kill(driver._handles[1].process.pid, signal.SIGKILL)
         with pytest.raises(EnvError, match=r"worker process of env 1 \(r2i:memory_length/1, seed 1\) died"):
             driver.step(np.zeros((2, 2), np.float32))
+
+
+@needs_gym
+def test_driver_log_keys_missing_in_some_envs_are_nan():
+    specs = [EnvSpec("r2i:memory_length/1", 0), EnvSpec("gym:R2ITest/Counting-v0", 0)]
+    with VectorDriver(specs, parallel=False) as driver:
+        first = driver.reset()
+        second = driver.step(np.zeros((2, 2), np.float32))
+    np.testing.assert_array_equal(first["log_success"], [0.0, np.nan])
+    assert "log_hits" not in first  # no env reported it at this step
+    np.testing.assert_array_equal(second["log_success"], [0.0, np.nan])
+    np.testing.assert_array_equal(second["log_hits"], [np.nan, 1.0])
 
 
 @needs_gym

@@ -14,6 +14,14 @@ def _bench_scan(args: argparse.Namespace) -> int:
     return 0
 
 
+def _bench_train(args: argparse.Namespace) -> int:
+    from r2i.bench import train
+    from r2i.bench.common import parse_ints
+
+    train.run(args.models.split(","), args.size, parse_ints(args.B), parse_ints(args.T), args.repeats)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="r2i", description="Recall to Imagine: model-based RL with S5 world models.")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -27,6 +35,13 @@ def build_parser() -> argparse.ArgumentParser:
     scan.add_argument("--repeats", type=int, default=5, help="timed runs after one warm-up run")
     scan.add_argument("--methods", default="sequential,associative", help="which scan implementations to time")
     scan.set_defaults(handler=_bench_scan)
+    train = benches.add_parser("train", help="the whole agent update, S3M vs GRU at the same sizes")
+    train.add_argument("--size", default="cpu", help="'cpu' (default preset) or 'popgym' (reference POPGym config)")
+    train.add_argument("--B", default="4", help="batch sizes, comma-separated")
+    train.add_argument("--T", default="64,256,1024", help="sequence lengths, comma-separated")
+    train.add_argument("--models", default="s3m,gru", help="sequence models to time")
+    train.add_argument("--repeats", type=int, default=3, help="timed updates after one warm-up update")
+    train.set_defaults(handler=_bench_train)
     return parser
 
 

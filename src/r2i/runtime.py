@@ -10,11 +10,14 @@ from pathlib import Path
 import jax
 
 
-def enable_compilation_cache(path: str | os.PathLike | None = None) -> Path:
+def enable_compilation_cache(path: str | os.PathLike | None = None) -> Path | None:
     """Turn on JAX's persistent compilation cache so a second process skips most of XLA's compile time.
 
-    The directory is `$R2I_CACHE_DIR`, else `~/.cache/r2i/jax`. Safe to call more than once.
+    The directory is `$R2I_CACHE_DIR`, else `~/.cache/r2i/jax`; `R2I_NO_COMPILE_CACHE=1` turns it off (benchmarks of
+    compile time). Safe to call more than once.
     """
+    if os.environ.get("R2I_NO_COMPILE_CACHE"):
+        return None
     path = Path(path or os.environ.get("R2I_CACHE_DIR") or Path.home() / ".cache" / "r2i" / "jax")
     path.mkdir(parents=True, exist_ok=True)
     jax.config.update("jax_compilation_cache_dir", str(path))

@@ -35,10 +35,29 @@ from r2i.errors import EnvError
 
 # bsuite 0.3.6 experiments (bsuite.sweep.SWEEP lists every id); kept here to give hints without importing bsuite.
 EXPERIMENTS = (
-    "bandit", "bandit_noise", "bandit_scale", "cartpole", "cartpole_noise", "cartpole_scale", "cartpole_swingup",
-    "catch", "catch_noise", "catch_scale", "deep_sea", "deep_sea_stochastic", "discounting_chain", "memory_len",
-    "memory_size", "mnist", "mnist_noise", "mnist_scale", "mountain_car", "mountain_car_noise", "mountain_car_scale",
-    "umbrella_distract", "umbrella_length",
+    "bandit",
+    "bandit_noise",
+    "bandit_scale",
+    "cartpole",
+    "cartpole_noise",
+    "cartpole_scale",
+    "cartpole_swingup",
+    "catch",
+    "catch_noise",
+    "catch_scale",
+    "deep_sea",
+    "deep_sea_stochastic",
+    "discounting_chain",
+    "memory_len",
+    "memory_size",
+    "mnist",
+    "mnist_noise",
+    "mnist_scale",
+    "mountain_car",
+    "mountain_car_noise",
+    "mountain_car_scale",
+    "umbrella_distract",
+    "umbrella_length",
 )
 # bsuite/environments/discounting_chain.py: action a picks the chain whose single reward arrives after
 # _reward_timestep[a] steps; rewards are 1 except the chain at index mapping_seed % 5, which pays 1.1.
@@ -106,7 +125,9 @@ def _load(name: str, seed: int, options: dict):
         experiment = name.partition("/")[0]
         if experiment in EXPERIMENT_NAME_TO_ENVIRONMENT:
             count = sum(1 for key in sweep.SWEEP if key.startswith(experiment + "/"))
-            raise EnvError(f"unknown bsuite id '{name}': {experiment} has settings {experiment}/0 … {experiment}/{count - 1}")
+            raise EnvError(
+                f"unknown bsuite id '{name}': {experiment} has settings {experiment}/0 … {experiment}/{count - 1}"
+            )
         close = difflib.get_close_matches(experiment, EXPERIMENT_NAME_TO_ENVIRONMENT, n=3, cutoff=0.5)
         hint = f" Did you mean: {', '.join(f'bsuite:{c}/0' for c in close)}?" if close else ""
         raise EnvError(
@@ -124,6 +145,8 @@ def _load(name: str, seed: int, options: dict):
             return bsuite.load(experiment, kwargs)
     except TypeError as error:
         raise EnvError(f"bsuite:{name}: bad option ({error})") from None
+    except OSError as error:  # the mnist experiments download MNIST when first built
+        raise EnvError(f"bsuite:{name}: bsuite could not build it ({type(error).__name__}: {error})") from error
 
 
 class BsuiteEnv:

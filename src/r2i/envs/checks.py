@@ -73,8 +73,10 @@ def validate_step(obs: Mapping, obs_space: Mapping, env_id: str, step: int | Non
         if key not in obs:
             raise EnvError(f"{where}: the step dict has no '{key}'; every step must return {', '.join(FLAG_KEYS)}")
     if not _is_scalar(obs["reward"], np.float32):
-        raise EnvError(f"{where}: 'reward' must be a float32 scalar, got {np.asarray(obs['reward']).dtype.name}"
-                       f"{list(np.shape(obs['reward']))}")
+        raise EnvError(
+            f"{where}: 'reward' must be a float32 scalar, got {np.asarray(obs['reward']).dtype.name}"
+            f"{list(np.shape(obs['reward']))}"
+        )
     if not np.isfinite(obs["reward"]):
         raise EnvError(f"{where}: reward is {float(obs['reward'])}; the environment must return finite rewards")
     for key in ("is_first", "is_last", "is_terminal"):
@@ -91,7 +93,9 @@ def validate_step(obs: Mapping, obs_space: Mapping, env_id: str, step: int | Non
             raise EnvError(f"{where}: unexpected key '{key}'; declare it in obs_space or name it log_{key}")
         array = np.asarray(value)
         if array.shape != () or array.dtype.kind not in "biuf":
-            raise EnvError(f"{where}: log key '{key}' must be a numeric scalar, got {array.dtype.name}{list(array.shape)}")
+            raise EnvError(
+                f"{where}: log key '{key}' must be a numeric scalar, got {array.dtype.name}{list(array.shape)}"
+            )
 
 
 def describe_env(env_id: str, seed: int = 0, episodes: int = 3, max_steps: int = 10_000, **options) -> str:
@@ -139,7 +143,7 @@ def describe_env(env_id: str, seed: int = 0, episodes: int = 3, max_steps: int =
     width = max(len(key) for key in env.obs_space)
     for key, space in env.obs_space.items():
         kind = "image" if space.is_image else "vector"
-        lines.append(f"  {key:<{width}}  {kind:<6} {str(space):<18} min {low[key]:.4g}  max {high[key]:.4g}")
+        lines.append(f"  {key:<{width}}  {kind:<6} {space!s:<18} min {low[key]:.4g}  max {high[key]:.4g}")
     act = env.act_space
     lines.append(f"Actions: {act} (agent gives a float32 vector of {act.size})")
     lines.append(f"Random-action episodes ({total} steps, every step validated):")

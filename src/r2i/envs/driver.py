@@ -19,24 +19,28 @@ parallel and in-process mode.
 
 Parallel mode uses the 'spawn' start method (never fork: the parent runs JAX, whose threads do not survive a fork)
 and one pipe per worker; `step` sends every env its command first and then collects the replies, so the envs step
-concurrently. Exceptions raised inside an env are re-raised in the parent with the env id; a worker that dies
-(segfault, out-of-memory kill) gives an EnvError with its exit code.
+concurrently. Exceptions raised inside an env are re-raised in the parent with the env id (r2i's own errors keep their
+class; anything else becomes `EnvWorkerError` carrying the worker's traceback); a worker that dies (segfault,
+out-of-memory kill) gives an EnvError with its exit code. Spawned workers import only `r2i.envs` and the env's own
+package (not JAX), so starting one costs well under a second; as with any 'spawn' program, a script that creates a
+parallel driver at top level needs the `if __name__ == "__main__":` guard.
 """
 
 from __future__ import annotations
 
 import multiprocessing as mp
+import pickle
 import signal
 import traceback
 import warnings
-from typing import Any
+from typing import Any, Self
 
 import numpy as np
 
 from r2i.envs.base import FLAG_KEYS
 from r2i.envs.checks import validate_step
 from r2i.envs.make import EnvSpec
-from r2i.errors import EnvError, R2IError
+from r2i.errors import ConfigError, EnvError, R2IError
 
 
 class EnvWorkerError(EnvError):
@@ -86,9 +90,9 @@ def _worker(conn, spec: EnvSpec) -> None:
                 break
             try:
                 conn.send(("ok", _run(env, cmd, arg)))
-            except Exception as error:  # reported to the parent, which raises it
+            except Exception as error:  # noqa: BLE001 — reported to the parent, which raises it
                 conn.send(("error", _pack_error(error)))
-    except Exception as error:
+    except Exception as error:  # noqa: BLE001 — a failed build is reported to the parent too
         try:
             conn.send(("error", _pack_error(error)))
         except (BrokenPipeError, OSError):
@@ -97,7 +101,7 @@ def _worker(conn, spec: EnvSpec) -> None:
         if env is not None:
             try:
                 env.close()
-            except Exception:
+            except Exception:  # noqa: BLE001, S110 — the worker is exiting; a failing close must not hide the cause
                 pass
         conn.close()
 
@@ -112,13 +116,13 @@ class _LocalHandle:
         try:
             self.env = spec.make()
             self._pending = ("ok", (self.env.obs_space, self.env.act_space))
-        except Exception as error:
+        except Exception as error:  # noqa: BLE001 — raised by _gather, like a worker's
             self._pending = ("error", _pack_error(error))
 
     def send(self, cmd: str, arg=None) -> None:
         try:
             self._pending = ("ok", _run(self.env, cmd, arg))
-        except Exception as error:
+        except Exception as error:  # noqa: BLE001 — raised by _gather, like a worker's
             self._pending = ("error", _pack_error(error))
 
     def recv(self, index: int):
@@ -138,8 +142,16 @@ class _ProcessHandle:
         self.spec = spec
         self.conn, child = context.Pipe()
         self.process = context.Process(target=_worker, args=(child, spec), daemon=True, name=f"r2i-env-{spec.env_id}")
-        self.process.start()
-        child.close()  # so recv() sees EOF if the worker dies
+        try:
+            self.process.start()
+        except (pickle.PicklingError, AttributeError, TypeError) as error:  # spawn pickles the spec
+            self.conn.close()
+            raise ConfigError(
+                f"the EnvSpec of {spec.env_id} cannot be sent to a worker process ({error}); its options must be "
+                "picklable (plain numbers, strings, lists, dicts), or use VectorDriver(..., parallel=False)"
+            ) from None
+        finally:
+            child.close()  # so recv() sees EOF if the worker dies
 
     def _dead(self, index: int) -> EnvError:
         self.process.join(timeout=1.0)
@@ -205,18 +217,19 @@ class VectorDriver:
             raise EnvError("VectorDriver needs at least one EnvSpec; build them with r2i.envs.make_specs")
         keys = [(s.env_id, s.seed, repr(sorted(s.options.items()))) for s in specs]
         if len(set(keys)) < len(keys):
-            warnings.warn("VectorDriver: some EnvSpecs are identical (same id, seed and options), so those envs will "
-                          "produce identical trajectories; use make_specs to give each its own seed", stacklevel=2)
+            warnings.warn(
+                "VectorDriver: some EnvSpecs are identical (same id, seed and options), so those envs will "
+                "produce identical trajectories; use make_specs to give each its own seed",
+                stacklevel=2,
+            )
         self.specs = specs
         self.parallel = parallel
         self._handles: list = []
         self._closed = False
-        if parallel:
-            context = mp.get_context("spawn")
-            self._handles = [_ProcessHandle(context, spec) for spec in specs]  # all start building concurrently
-        else:
-            self._handles = [_LocalHandle(spec) for spec in specs]
+        context = mp.get_context("spawn") if parallel else None
         try:
+            for spec in specs:  # workers start building their envs concurrently; _gather waits for all
+                self._handles.append(_ProcessHandle(context, spec) if parallel else _LocalHandle(spec))
             spaces = self._gather()
         except BaseException:
             self.close()
@@ -294,10 +307,10 @@ class VectorDriver:
         for handle in self._handles:
             try:
                 handle.close()
-            except Exception:
+            except Exception:  # noqa: BLE001, S110 — close the other envs even if one fails
                 pass
 
-    def __enter__(self) -> VectorDriver:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc) -> None:
@@ -306,5 +319,5 @@ class VectorDriver:
     def __del__(self):
         try:
             self.close()
-        except Exception:
+        except Exception:  # noqa: BLE001, S110 — never raise from a destructor
             pass

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import importlib.util
 from types import ModuleType
 
 from r2i.errors import EnvError, MissingExtraError
@@ -11,12 +12,16 @@ from r2i.errors import EnvError, MissingExtraError
 def require(module: str, what: str, extra: str, package: str | None = None) -> ModuleType:
     """Import `module` or raise MissingExtraError naming the extra; a package that is installed but fails to import
     (a broken dependency) gives an EnvError with the original message instead of a misleading 'not installed'."""
-    package = package or module.split(".")[0]
+    top = module.split(".")[0]
+    package = package or top
     try:
         return importlib.import_module(module)
     except ImportError as error:
-        missing = getattr(error, "name", None)
-        if missing is None or missing == module or module.startswith(missing + ".") or missing == package:
+        try:
+            installed = importlib.util.find_spec(top) is not None
+        except (ImportError, ValueError):
+            installed = False
+        if not installed:
             raise MissingExtraError(what, extra, package) from None
         raise EnvError(
             f"{what}: '{package}' is installed but importing it failed ({error}); "

@@ -23,8 +23,9 @@ get an `obs_` prefix.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable, Union
+from typing import Any
 
 import numpy as np
 
@@ -57,8 +58,8 @@ class MultiBinary:
     shape: tuple[int, ...]
 
 
-Leaf = Union[Box, Discrete, MultiDiscrete, MultiBinary]
-Tree = Union[Leaf, dict, tuple]
+Leaf = Box | Discrete | MultiDiscrete | MultiBinary
+Tree = Leaf | dict | tuple
 Converter = Callable[[Any], dict]
 
 

@@ -47,8 +47,8 @@ def _factory(prefix: str):
 
 def _bare_id_hint(name: str) -> str:
     """A bare id goes to Gymnasium; if it looks like another family's id, say which prefix was probably meant."""
-    from r2i.envs.builtin import BUILTINS
     from r2i.envs.bsuite_env import EXPERIMENTS
+    from r2i.envs.builtin import BUILTINS
 
     head = name.partition("/")[0]
     if head in BUILTINS:

@@ -34,7 +34,9 @@ def popgym_classes() -> dict[str, type]:
     return {
         name: obj
         for name, obj in vars(envs).items()
-        if inspect.isclass(obj) and issubclass(obj, gym.Env) and not inspect.isabstract(obj)
+        if inspect.isclass(obj)
+        and issubclass(obj, gym.Env)
+        and not inspect.isabstract(obj)
         and not name.startswith("_")
     }
 

@@ -1,0 +1,134 @@
+"""`r2i bench train`: time the whole update (world model + imagination + actor + critic), S3M and GRU in one run.
+
+Each (model, B, T) runs in its own process so that its peak RSS and compile time are its own (the persistent
+compilation cache is off there). One JSON line per (model, B, T), then a summary line with the gru/s3m ratio per T
+and the machine's float32 matmul throughput measured in the same run, so each update's fraction of that roofline is
+shown (`roofline_fraction` = FLOPs / matmul throughput / median time).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from r2i.bench.common import compile_and_time, emit
+from r2i.runtime import device_description, peak_rss_mb
+
+# The reference implementation's released POPGym configuration (for a like-for-like comparison on one machine).
+SIZES = {
+    "popgym": {
+        "model.ssm.units": 512, "model.ssm.state": 128, "model.ssm.layers": 3, "model.ssm.blocks": 8,
+        "model.deter": 1024, "model.hidden": 512, "model.stoch": 32, "model.classes": 32,
+        "model.encoder.layers": 1, "model.encoder.units": 512, "model.decoder.layers": 1, "model.decoder.units": 512,
+        "model.reward_head.layers": 2, "model.reward_head.units": 512,
+        "model.cont_head.layers": 2, "model.cont_head.units": 512,
+        "behavior.actor.layers": 2, "behavior.actor.units": 512,
+        "behavior.critic.layers": 2, "behavior.critic.units": 512,
+        "model.policy_inputs": "hidden", "behavior.imag_starts": 0, "behavior.horizon": 15,
+    },
+    "cpu": {},  # the `default` preset
+}  # fmt: skip
+OBS_SIZE, ACTIONS = 8, 4  # a POPGym-like vector observation and discrete action space
+
+
+def matmul_gflops(n: int = 2048, repeats: int = 10) -> float:
+    """Measured float32 matmul throughput through XLA on this machine (median of `repeats`)."""
+    a = jax.random.normal(jax.random.key(0), (n, n), jnp.float32)
+    b = jax.random.normal(jax.random.key(1), (n, n), jnp.float32)
+    _, median_s, _ = compile_and_time(jax.jit(jnp.matmul), (a, b), repeats)
+    return 2 * n**3 / median_s / 1e9
+
+
+def _batch(b: int, t: int, seed: int = 0) -> dict:
+    rng = np.random.default_rng(seed)
+    first = np.zeros((b, t), bool)
+    first[:, 0] = True
+    first[rng.random((b, t)) < 0.02] = True
+    return {
+        "vector": rng.normal(size=(b, t, OBS_SIZE)).astype(np.float32),
+        "action": np.eye(ACTIONS, dtype=np.float32)[rng.integers(0, ACTIONS, (b, t))],
+        "reward": rng.normal(size=(b, t)).astype(np.float32),
+        "is_first": first,
+        "is_last": np.zeros((b, t), bool),
+        "is_terminal": rng.random((b, t)) < 0.01,
+    }
+
+
+def worker(model: str, size: str, b: int, t: int, repeats: int) -> dict:
+    """Build, compile and time one update in this process."""
+    from r2i.agent import Agent
+    from r2i.bench.flops import function_flops
+    from r2i.config import make_config
+    from r2i.envs.base import ActionSpace, Space
+
+    overrides = dict(SIZES[size], **{"model.sequence": model, "run.batch_size": b, "run.batch_length": t})
+    config = make_config("default", overrides)
+    agent = Agent.from_config(config, {"vector": Space((OBS_SIZE,))}, ActionSpace("discrete", nvec=(ACTIONS,)))
+    state = agent.init(jax.random.key(0))
+    batch = agent.shard_batch(jax.tree.map(jnp.asarray, _batch(b, t)))
+    key = jax.random.key(1)
+    flops = function_flops(agent._train, state, batch, key)
+    start = time.perf_counter()
+    compiled = agent.train.lower(state, batch, key).compile()
+    compile_s = time.perf_counter() - start
+    cost = compiled.cost_analysis()
+    cost = cost[0] if isinstance(cost, list) else cost
+    times = []
+    for i in range(repeats + 1):  # the first run is the warm-up
+        start = time.perf_counter()
+        state, metrics = compiled(state, batch, jax.random.key(i))
+        jax.block_until_ready(metrics)
+        times.append(time.perf_counter() - start)
+    if not bool(metrics["train/finite"]):
+        raise RuntimeError(f"non-finite update in the benchmark ({model}, B={b}, T={t})")
+    median_s = float(np.median(times[1:]))
+    return dict(
+        bench="train", model=model, size=size, B=b, T=t, median_s=round(median_s, 4), compile_s=round(compile_s, 2),
+        peak_rss_mb=round(peak_rss_mb(), 1), gflop=round(flops["total"] / 1e9, 2),
+        gflop_matmul=round(flops["matmul"] / 1e9, 2), xla_gflop_loop_bodies_once=round(cost.get("flops", 0) / 1e9, 2),
+        gflops_achieved=round(flops["total"] / 1e9 / median_s, 1), repeats=repeats, device=device_description(),
+        params=agent.num_params(state),
+    )
+
+
+def run(models: list[str], size: str, batch: list[int], length: list[int], repeats: int) -> None:
+    if size not in SIZES:
+        raise ValueError(f"--size must be one of {', '.join(SIZES)}, got {size!r}")
+    roofline = matmul_gflops()
+    emit(dict(bench="train", roofline="matmul_float32", n=2048, gflops=round(roofline, 1),
+              device=device_description()))
+    results = []
+    for b in batch:
+        for t in length:
+            for model in models:
+                env = dict(os.environ, R2I_NO_COMPILE_CACHE="1")
+                cmd = [sys.executable, "-m", "r2i.bench.train", model, size, str(b), str(t), str(repeats)]
+                proc = subprocess.run(cmd, env=env, capture_output=True, text=True)
+                if proc.returncode:
+                    emit(dict(bench="train", model=model, B=b, T=t, error=proc.stderr.strip().splitlines()[-1:]))
+                    continue
+                record = json.loads(proc.stdout.strip().splitlines()[-1])
+                record["roofline_fraction"] = round(record["gflops_achieved"] / roofline, 3)
+                emit(record)
+                results.append(record)
+    by_key = {(r["model"], r["B"], r["T"]): r for r in results}
+    ratios = {
+        f"B{b}xT{t}": round(by_key[("gru", b, t)]["median_s"] / by_key[("s3m", b, t)]["median_s"], 3)
+        for b in batch
+        for t in length
+        if ("gru", b, t) in by_key and ("s3m", b, t) in by_key
+    }
+    emit(dict(bench="train", summary="gru_over_s3m", size=size, ratios=ratios, matmul_gflops=round(roofline, 1),
+              device=device_description()))
+
+
+if __name__ == "__main__":  # worker process: python -m r2i.bench.train MODEL SIZE B T REPEATS
+    _model, _size, _b, _t, _repeats = sys.argv[1:6]
+    print(json.dumps(worker(_model, _size, int(_b), int(_t), int(_repeats))), flush=True)
