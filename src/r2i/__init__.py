@@ -1,3 +1,15 @@
-"""r2i: Recall to Imagine — DreamerV3 with an S5 state-space world model, in JAX."""
+"""r2i: Recall to Imagine — DreamerV3 with an S5 state-space world model, in JAX.
+
+    policy = r2i.load("runs/my-run")
+    carry = policy.initial(batch_size)
+    action, carry = policy.act(obs, carry)
+"""
 
 __version__ = "0.1.0"
+
+
+def load(logdir, step=None, mode="greedy", seed=0):
+    """Load a trained policy from a run directory (see `r2i.api.Policy`)."""
+    from r2i.api import load as _load
+
+    return _load(logdir, step, mode, seed)

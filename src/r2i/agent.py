@@ -50,12 +50,12 @@ def resolve_dtype(name: str):
     return {"float32": jnp.float32, "bfloat16": jnp.bfloat16}[name]
 
 
-def _decay_mask(state) -> Any:
-    """True for kernels (weight decay applies), False for biases and norm scales."""
-    return jax.tree_util.tree_map_with_path(lambda path, _: "kernel" in jax.tree_util.keystr(path), state)
+def _decay_mask(params) -> Any:
+    """True for kernels (weight decay applies), False for biases and norm scales (and the masked-out groups)."""
+    return jax.tree_util.tree_map_with_path(lambda path, _: "kernel" in jax.tree_util.keystr(path), params)
 
 
-def make_optimizer(cfg: OptimConfig, params: dict) -> optax.GradientTransformation:
+def make_optimizer(cfg: OptimConfig) -> optax.GradientTransformation:
     """Global-norm clipping per optimiser (world model incl. SSM, actor, critic), then Adam per group."""
 
     def adam(lr, eps, decay=0.0, mask=None):
@@ -74,10 +74,9 @@ def make_optimizer(cfg: OptimConfig, params: dict) -> optax.GradientTransformati
         },
         clip_labels,
     )
-    mask = {"model": _decay_mask(params["model"]), "ssm": None, "actor": None, "critic": None}
     update = optax.multi_transform(
         {
-            "model": adam(cfg.model_lr, cfg.model_eps, cfg.weight_decay * cfg.model_lr, mask["model"]),
+            "model": adam(cfg.model_lr, cfg.model_eps, cfg.weight_decay * cfg.model_lr, _decay_mask),
             "ssm": adam(cfg.ssm_lr or cfg.model_lr, cfg.model_eps),
             "actor": adam(cfg.actor_lr, cfg.ac_eps),
             "critic": adam(cfg.critic_lr, cfg.ac_eps),
@@ -116,7 +115,7 @@ class Agent:
         self.feature_size = wm.seq.feature_size(self.policy_inputs)
         self._abstract_seq = wm.seq  # its `initial` needs only sizes
         self._abstract_params = self._split(wm, actor, critic)
-        self.tx = make_optimizer(optim, self._abstract_params)
+        self.tx = make_optimizer(optim)
         self.devices = jax.devices()
         self.mesh = Mesh(np.array(self.devices), ("data",)) if len(self.devices) > 1 else None
         self.train = jax.jit(self._train, donate_argnums=0)
@@ -202,7 +201,8 @@ class Agent:
         k_obs, k_act = jax.random.split(key)
         carry, state = wm.seq.observe_step(carry, wm.encode(obs), obs["is_first"], k_obs)
         action, _, _ = actor(wm.seq.policy_features(state, self.policy_inputs), k_act, mode)
-        action = action.astype(jnp.float32)
+        # The straight-through sample is a one-hot only up to rounding; the env and the replay get an exact one.
+        action = jnp.round(action) if self.act_space.discrete else action.astype(jnp.float32)
         return action, {**carry, "a": action}
 
     def act(self, params, carry, obs: dict, key, mode: str = "sample"):
@@ -230,45 +230,39 @@ class Agent:
             pick = jax.random.permutation(k_pick, b * t)[: cfg.imag_starts]
             start = jax.tree.map(lambda v: v[pick], start)
             cont0 = cont0[pick]
-        actor = self.actor(params)
-        traj, _, logp, entropy = imagine(seq, actor, start, cfg.horizon, k_img, self.policy_inputs)
-        reward = frozen.reward_mean(traj["h"], traj["z"])
-        cont = jnp.concatenate([cont0[None], frozen.cont_prob(traj["h"], traj["z"])], 0)
-        slow = self.critic(slow_critic)
-        start_feat = seq.policy_features(start, self.policy_inputs)
-        traj_feat = seq.policy_features(traj, self.policy_inputs)
-        value = jnp.concatenate([slow.mean(start_feat)[None], slow.mean(traj_feat)], 0)
-        returns = lambda_returns(reward, cont[1:], value, cfg.discount, cfg.lam)
+        actor, critic = self.actor(params), self.critic(params["critic"])
+        traj = imagine(frozen, actor, critic, self.critic(slow_critic), start, cfg.horizon, k_img, self.policy_inputs)
+        value = jnp.concatenate([traj["value"], traj["last_value"][None]], 0)
+        cont = jnp.concatenate([cont0[None], traj["cont"]], 0)
+        returns = lambda_returns(traj["reward"], traj["cont"], value, cfg.discount, cfg.lam)
         weights = sg(discount_weights(cont, cfg.discount))
         retnorm, scale = return_scale(retnorm, returns, cfg)
         advantage = (returns - value[:-1]) / scale
         if actor.discrete:
-            actor_loss = -(logp * sg(advantage) + cfg.entropy * entropy)
+            actor_loss = -(traj["logp"] * sg(advantage) + cfg.entropy * traj["entropy"])
         else:
-            actor_loss = -(advantage + cfg.entropy * entropy)
+            actor_loss = -(advantage + cfg.entropy * traj["entropy"])
         actor_loss = jnp.mean(weights * actor_loss)
 
-        critic = self.critic(params["critic"])
-        head = jax.tree.map(lambda v: sg(v[:-1]), traj_feat)
-        logits = jnp.concatenate([critic([sg(f) for f in start_feat])[None], critic(head)], 0)
         bins = dists.twohot_bins(critic.bins)
+        logits = traj["critic_logits"]
         critic_loss = dists.twohot_nll(logits, sg(returns), bins) + cfg.slow_reg * dists.twohot_nll(
             logits, sg(value[:-1]), bins
         )
         critic_loss = jnp.mean(weights * critic_loss)
         n = start["z"].shape[0]
-        for name, v in {"returns": returns, "logp": logp, "critic_loss": critic_loss}.items():
-            assert v.shape[:2] == (cfg.horizon, n) or v.ndim == 0, f"{name} has shape {v.shape}, expected (H, N)"
+        for name, v in {"returns": returns, "weights": weights, "logits": logits}.items():
+            assert v.shape[:2] == (cfg.horizon, n), f"{name} has shape {v.shape}, expected (H, N)=({cfg.horizon}, {n})"
 
         metrics.update({
             "actor/loss": actor_loss,
-            "actor/entropy": entropy.mean(),
+            "actor/entropy": traj["entropy"].mean(),
             "actor/return_scale": scale,
             "actor/return_mean": returns.mean(),
             "actor/advantage_abs": jnp.abs(advantage).mean(),
             "critic/loss": critic_loss,
             "critic/value_mean": value.mean(),
-            "imagine/reward_mean": reward.mean(),
+            "imagine/reward_mean": traj["reward"].mean(),
             "imagine/cont_mean": cont.mean(),
         })
         losses = {"model": wm_loss, "actor": actor_loss, "critic": critic_loss}

@@ -7,6 +7,8 @@ predicted at s_{t+1}.
 
 from __future__ import annotations
 
+import functools
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -71,27 +73,46 @@ class Critic(nnx.Module):
         return dists.twohot_mean(self(features), dists.twohot_bins(self.bins))
 
 
-def imagine(seq, actor: Actor, start: dict, horizon: int, key: jax.Array, policy_inputs: str):
+def imagine(frozen, actor: Actor, critic: Critic, slow: Critic, start: dict, horizon: int, key, policy_inputs: str):
     """Roll the prior forward for `horizon` steps from every start state, acting with the actor.
 
+    Everything that reads a state (actor, critic, slow critic, reward and continue heads) runs inside the scan, on
+    N rows at a time, so the trajectory of states (h, z, x) is never stored and no head runs twice; the backward pass
+    reuses the actor's and critic's forward activations of the scan.
+
     Args:
-      seq: the sequence model (parameters already stop-gradient'ed by the caller).
-      start: imagination state with leading axis N (see `sequence.py`).
-    Returns:
-      traj: the states s_1 … s_H, every leaf (H, N, …);
-      actions (H, N, A), logp (H, N), entropy (H, N) of a_0 … a_{H−1}.
-    For discrete actions the dynamics see sg(a): REINFORCE needs no gradient through the model, and cutting it
-    keeps the backward pass to the actor alone. For continuous actions the gradient flows through the dynamics.
+      frozen: the world model with stop-gradient parameters.
+      start: imagination state with leading axis N (see `sequence.py`), already stop-gradient.
+    Returns a dict of (H, N) arrays over t = 0 … H−1 (values at s_t, rewards and continues at s_{t+1}):
+      "logp", "entropy" of a_t; "critic_logits" (H, N, K) of the critic at sg(s_t); "value" slow critic at s_t;
+      "reward" r̂_{t+1}; "cont" ĉ_{t+1}; plus "last_value" (N,), the slow critic at s_H.
+    For discrete actions the dynamics see sg(a_t): REINFORCE needs no gradient through the model, and cutting it keeps
+    the backward pass to the actor and critic. For continuous actions the gradient flows through the dynamics.
     """
+    seq = frozen.seq
+
+    # Rematerialise the actor and critic in the backward pass except their matmul outputs: the element-wise
+    # activations (LayerNorm, SiLU) of 15 × N rows would otherwise be kept, several GB at N = 4096.
+    @functools.partial(jax.checkpoint, policy=jax.checkpoint_policies.dots_with_no_batch_dims_saveable)
+    def learners(features, key_act):
+        action, logp, entropy = actor(features, key_act)
+        # Discrete: the features carry no gradient, so the critic reads the same arrays (one saved copy, not two).
+        critic_in = features if actor.discrete else [sg(f) for f in features]
+        return action, logp, entropy, critic(critic_in)
 
     def step(state, key_t):
         k_act, k_dyn = jax.random.split(key_t)
-        action, logp, entropy = actor(seq.policy_features(state, policy_inputs), k_act)
+        features = seq.policy_features(state, policy_inputs)
+        action, logp, entropy, critic_logits = learners(features, k_act)
+        out = {"logp": logp, "entropy": entropy, "critic_logits": critic_logits, "value": slow.mean(features)}
         nxt = seq.imagine_step(state, sg(action) if actor.discrete else action, k_dyn)
-        return nxt, (nxt, action, logp, entropy)
+        out["reward"] = frozen.reward_mean(nxt["h"], nxt["z"])
+        out["cont"] = frozen.cont_prob(nxt["h"], nxt["z"])
+        return nxt, out
 
-    _, (traj, actions, logp, entropy) = jax.lax.scan(step, start, jax.random.split(key, horizon))
-    return traj, actions, logp, entropy
+    last, out = jax.lax.scan(step, start, jax.random.split(key, horizon))
+    out["last_value"] = slow.mean(seq.policy_features(last, policy_inputs))
+    return out
 
 
 def lambda_returns(reward: jax.Array, cont: jax.Array, value: jax.Array, discount: float, lam: float) -> jax.Array:

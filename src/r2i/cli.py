@@ -3,10 +3,76 @@
 from __future__ import annotations
 
 import argparse
+import json
 import sys
+import time
 
 
-def _bench_scan(args: argparse.Namespace) -> int:
+def _train(args: argparse.Namespace, extra: list[str]) -> int:
+    from r2i import config as cfgmod
+
+    if args.help_config:
+        print("\n".join(cfgmod.describe_fields()))
+        return 0
+    overrides = cfgmod.parse_overrides(extra)
+    for flag, key in (("env", "env.id"), ("steps", "run.steps"), ("logdir", "logdir"), ("seed", "seed")):
+        value = getattr(args, flag)
+        if value is not None:
+            overrides[key] = str(value)
+    config = cfgmod.make_config(args.preset, overrides)
+    if not config.logdir:
+        slug = "".join(c if c.isalnum() else "-" for c in config.env.id).strip("-")
+        config = cfgmod.apply_overrides(config, {"logdir": f"runs/{args.preset}-{slug}-{time.strftime('%Y%m%d-%H%M%S')}"})
+    from r2i.run import train
+
+    result = train(config, force=args.force, quiet=args.quiet)
+    print(json.dumps({k: v for k, v in result.items() if not k.startswith("train/")}))
+    return 0
+
+
+def _eval(args: argparse.Namespace, extra: list[str]) -> int:
+    from r2i.api import load
+    from r2i.run import evaluate
+
+    policy = load(args.logdir)
+    import jax
+
+    result = evaluate(policy.agent, policy.params, policy.config, args.episodes, args.mode, jax.random.key(args.seed))
+    print(json.dumps(result))
+    return 0
+
+
+def _plot(args: argparse.Namespace, extra: list[str]) -> int:
+    from r2i import plot
+
+    if args.sweep:
+        out = plot.plot_sweep(args.sweep, args.out or str(args.sweep).rsplit(".", 1)[0] + ".png")
+    else:
+        if not args.runs:
+            raise ValueError("r2i plot needs run directories (or --sweep CSV)")
+        keys = args.keys.split(",") if args.keys else None
+        out = plot.plot_runs(args.runs, args.out or "curves.png", keys=keys, smooth=args.smooth)
+    print(out)
+    return 0
+
+
+def _doctor(args: argparse.Namespace, extra: list[str]) -> int:
+    from r2i.doctor import report
+
+    print(report(args.preset, args.logdir))
+    return 0
+
+
+def _check_env(args: argparse.Namespace, extra: list[str]) -> int:
+    from r2i import config as cfgmod
+    from r2i.envs import describe_env
+
+    options = {k: cfgmod.yaml.safe_load(v) for k, v in cfgmod.parse_overrides(extra).items()}
+    print(describe_env(args.env_id, seed=args.seed, episodes=args.episodes, **options))
+    return 0
+
+
+def _bench_scan(args: argparse.Namespace, extra: list[str]) -> int:
     from r2i.bench import scan
     from r2i.bench.common import parse_ints
 
@@ -14,7 +80,7 @@ def _bench_scan(args: argparse.Namespace) -> int:
     return 0
 
 
-def _bench_train(args: argparse.Namespace) -> int:
+def _bench_train(args: argparse.Namespace, extra: list[str]) -> int:
     from r2i.bench import train
     from r2i.bench.common import parse_ints
 
@@ -26,6 +92,48 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="r2i", description="Recall to Imagine: model-based RL with S5 world models.")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
+    train = commands.add_parser(
+        "train",
+        help="train an agent (default: the CPU preset on a built-in memory task)",
+        description="Train an agent. Any config key can be overridden as `--model.ssm.layers 5` or "
+        "`model.ssm.layers=5`; `--help-config` lists them all. Re-running with the same --logdir resumes.",
+    )
+    train.add_argument("--preset", default="default", help="YAML preset: default, bsuite, popgym, memorymaze, …")
+    train.add_argument("--env", help="environment id (config env.id), e.g. popgym:RepeatPreviousEasy")
+    train.add_argument("--steps", type=int, help="env steps to train for (config run.steps)")
+    train.add_argument("--logdir", help="run directory; an existing one is resumed")
+    train.add_argument("--seed", type=int, help="seed (config seed)")
+    train.add_argument("--force", action="store_true", help="resume even if the config differs from the saved one")
+    train.add_argument("--quiet", action="store_true", help="no progress bar or summary line")
+    train.add_argument("--help-config", action="store_true", help="list every config key with its doc and exit")
+    train.set_defaults(handler=_train, extra_ok=True)
+
+    ev = commands.add_parser("eval", help="evaluate the latest checkpoint of a run")
+    ev.add_argument("--logdir", required=True, help="run directory")
+    ev.add_argument("--episodes", type=int, default=32, help="episodes to run")
+    ev.add_argument("--mode", choices=("greedy", "sample"), default="greedy", help="action selection")
+    ev.add_argument("--seed", type=int, default=0, help="seed of the policy's sampling")
+    ev.set_defaults(handler=_eval)
+
+    plot = commands.add_parser("plot", help="PNG learning curves of runs, or the figure of a sweep CSV")
+    plot.add_argument("runs", nargs="*", help="run directories")
+    plot.add_argument("--out", help="output PNG (default curves.png, or the CSV's name with .png)")
+    plot.add_argument("--keys", help="comma-separated metric keys (default: returns and success rates)")
+    plot.add_argument("--smooth", type=float, default=0.0, help="moving-average weight in [0, 1)")
+    plot.add_argument("--sweep", help="a sweep CSV (suite,setting,model,seed,env_steps,success,wall_s)")
+    plot.set_defaults(handler=_plot)
+
+    doctor = commands.add_parser("doctor", help="backend, devices, dtypes, free RAM and disk vs the replay estimate")
+    doctor.add_argument("--preset", default="default", help="preset whose replay size to check")
+    doctor.add_argument("--logdir", default="runs", help="where runs would be written (for free disk space)")
+    doctor.set_defaults(handler=_doctor)
+
+    check = commands.add_parser("check-env", help="validate an environment and show what the agent will see")
+    check.add_argument("env_id", help="environment id, e.g. r2i:memory_length/10, gym:CartPole-v1, bsuite:memory_len/0")
+    check.add_argument("--episodes", type=int, default=3, help="random-action episodes to run")
+    check.add_argument("--seed", type=int, default=0, help="env seed")
+    check.set_defaults(handler=_check_env, extra_ok=True)
+
     bench = commands.add_parser("bench", help="benchmarks that print JSON lines")
     benches = bench.add_subparsers(dest="bench", required=True, metavar="BENCH")
     scan = benches.add_parser("scan", help="associative vs sequential reset-aware linear recurrence")
@@ -35,26 +143,30 @@ def build_parser() -> argparse.ArgumentParser:
     scan.add_argument("--repeats", type=int, default=5, help="timed runs after one warm-up run")
     scan.add_argument("--methods", default="sequential,associative", help="which scan implementations to time")
     scan.set_defaults(handler=_bench_scan)
-    train = benches.add_parser("train", help="the whole agent update, S3M vs GRU at the same sizes")
-    train.add_argument("--size", default="cpu", help="'cpu' (default preset) or 'popgym' (reference POPGym config)")
-    train.add_argument("--B", default="4", help="batch sizes, comma-separated")
-    train.add_argument("--T", default="64,256,1024", help="sequence lengths, comma-separated")
-    train.add_argument("--models", default="s3m,gru", help="sequence models to time")
-    train.add_argument("--repeats", type=int, default=3, help="timed updates after one warm-up update")
-    train.set_defaults(handler=_bench_train)
+    btrain = benches.add_parser("train", help="the whole agent update, S3M vs GRU at the same sizes")
+    btrain.add_argument("--size", default="cpu", help="'cpu' (default preset) or 'popgym' (reference POPGym config)")
+    btrain.add_argument("--B", default="4", help="batch sizes, comma-separated")
+    btrain.add_argument("--T", default="64,256,1024", help="sequence lengths, comma-separated")
+    btrain.add_argument("--models", default="s3m,gru", help="sequence models to time")
+    btrain.add_argument("--repeats", type=int, default=3, help="timed updates after one warm-up update")
+    btrain.set_defaults(handler=_bench_train)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    if extra and not getattr(args, "extra_ok", False):
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    from r2i.errors import R2IError
     from r2i.runtime import enable_compilation_cache
 
     enable_compilation_cache()
     try:
-        return args.handler(args)
+        return args.handler(args, extra)
     except KeyboardInterrupt:
         return 130
-    except ValueError as error:  # input errors are reported as one line, not a traceback
+    except (R2IError, ValueError) as error:  # input errors are one line that names the fix, not a traceback
         print(f"r2i: error: {error}", file=sys.stderr)
         return 2
 

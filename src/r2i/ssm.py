@@ -20,6 +20,8 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
+from r2i.nets import Dense
+
 Method = Literal["auto", "associative", "sequential"]
 Discretization = Literal["zoh", "bilinear"]
 
@@ -342,13 +344,14 @@ class S5Block(nnx.Module):
     def __init__(self, hidden: int, state: int, *, dtype=jnp.float32, rngs: nnx.Rngs, **ssm_kwargs):
         self.ssm = S5Layer(hidden, state, rngs=rngs, **ssm_kwargs)
         self.dtype = dtype
-        self.glu_value = nnx.Linear(hidden, hidden, dtype=dtype, rngs=rngs)
-        self.glu_gate = nnx.Linear(hidden, hidden, dtype=dtype, rngs=rngs)
+        # Both GLU projections (value W₁, gate W₂) as one H → 2H matmul.
+        self.glu = Dense(hidden, 2 * hidden, dtype=dtype, rngs=rngs)
         self.norm = nnx.LayerNorm(hidden, dtype=dtype, rngs=rngs)
 
     def _mix(self, u: jax.Array, y: jax.Array) -> jax.Array:
         g = jax.nn.gelu(y.astype(self.dtype))
-        v = self.glu_value(g) * jax.nn.sigmoid(self.glu_gate(g))
+        value, gate = jnp.split(self.glu(g), 2, -1)
+        v = value * jax.nn.sigmoid(gate)
         return self.norm(u.astype(self.dtype) + v)
 
     def __call__(self, u, is_first, x_carry):

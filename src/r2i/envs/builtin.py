@@ -52,6 +52,19 @@ class _SeededEnv:
     def close(self) -> None:
         pass
 
+    # Optional protocol methods: the exact state, JSON-serialisable, so that a resumed run continues bit for bit.
+    _STATE = ("_done",)
+
+    def get_state(self) -> dict:
+        state = {name: getattr(self, name) for name in self._STATE}
+        state["rng"] = self._rng.bit_generator.state
+        return state
+
+    def set_state(self, state: dict) -> None:
+        for name in self._STATE:
+            setattr(self, name, state[name])
+        self._rng.bit_generator.state = state["rng"]
+
 
 class MemoryLength(_SeededEnv):
     """Remember a cue over N steps, then report it (like bsuite's memory_len).
@@ -76,6 +89,7 @@ class MemoryLength(_SeededEnv):
         if int(cues) < 2:
             raise ConfigError(f"memory_length needs cues >= 2, got {cues}")
         super().__init__(env_id or f"r2i:memory_length/{length}", seed)
+        self._STATE = ("_done", "_t", "_cue")
         self.length, self.cues = int(length), int(cues)
         self.obs_space = {"vector": Space((2 + self.cues,))}
         self.act_space = ActionSpace("discrete", nvec=(self.cues,))
@@ -142,6 +156,7 @@ class RepeatPrevious(_SeededEnv):
         if length <= k:
             raise ConfigError(f"repeat_previous needs length > K, got length={length}, K={k}: pass a larger length")
         super().__init__(env_id or f"r2i:repeat_previous/{k}", seed)
+        self._STATE = ("_done", "_shown", "_correct")
         self.k, self.cards, self.length = k, cards, length
         self.obs_space = {"vector": Space((cards,))}
         self.act_space = ActionSpace("discrete", nvec=(cards,))

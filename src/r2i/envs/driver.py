@@ -71,6 +71,10 @@ def _run(env, cmd: str, arg):
         return env.reset()
     if cmd == "step":
         return env.step(arg)
+    if cmd == "get_state":  # optional part of the protocol: envs that can be checkpointed exactly
+        return env.get_state() if hasattr(env, "get_state") else None
+    if cmd == "set_state":
+        return env.set_state(arg)
     raise ValueError(f"unknown driver command {cmd!r}")
 
 
@@ -298,6 +302,28 @@ class VectorDriver:
         batch = self._batch(results)
         self._needs_reset = batch["is_last"].copy()
         return batch
+
+    def get_state(self) -> dict | None:
+        """Everything needed to continue exactly where the envs are (for checkpoints), or None when some env does not
+        implement the optional `get_state()` / `set_state(state)` methods (then a resumed run starts new episodes)."""
+        self._check_open()
+        for handle in self._handles:
+            handle.send("get_state")
+        states = self._gather()
+        if any(state is None for state in states):
+            return None
+        return {"envs": states, "needs_reset": self._needs_reset.tolist(), "steps": self._steps.tolist()}
+
+    def set_state(self, state: dict) -> None:
+        """Restore what `get_state` returned (same env ids and count)."""
+        self._check_open()
+        if len(state["envs"]) != self.num_envs:
+            raise EnvError(f"driver state holds {len(state['envs'])} envs, this driver has {self.num_envs}")
+        for handle, env_state in zip(self._handles, state["envs"]):
+            handle.send("set_state", env_state)
+        self._gather()
+        self._needs_reset = np.array(state["needs_reset"], bool)
+        self._steps = np.array(state["steps"], np.int64)
 
     def close(self) -> None:
         """Close every env and stop the workers (idempotent)."""

@@ -1,0 +1,490 @@
+"""Atomic checkpoints of a training run, and clean stopping on SIGINT / SIGTERM.
+
+    ckpt = Checkpointer(logdir / "checkpoints", keep=2)
+    if ckpt.latest() is not None:
+        state, replay_state, meta = ckpt.restore(agent.abstract_state())
+    ...
+    with GracefulExit() as stop:
+        while not done and not stop.requested:
+            ...
+            ckpt.save(step, state, replay.state_dict(), {"config": ..., "counters": ...})
+
+A checkpoint is one directory `ckpt_<step>/` holding
+
+    state/            the JAX pytree (parameters, optimiser states, RNG keys, counters), written by orbax-checkpoint
+    replay/<key>.npy  one NumPy file per replay array (`np.save`, no pickle)
+    meta.json         the JSON-serialisable `meta` dict (counters, config, NumPy RNG state, ...)
+    checkpoint.json   written last: format version, step, a serial number, and the path / shape / dtype of every
+                      state leaf and replay array (used to check a restore target and to name what differs)
+
+Atomicity: everything is written into a hidden temporary directory next to the checkpoints, every file and directory
+is fsync'd, then the directory is renamed to `ckpt_<step>` and the parent directory fsync'd. A process killed at any
+point (SIGKILL, power loss after the fsyncs) leaves either the complete checkpoint or none; leftovers of dead writers
+(hidden `.tmp-*`, `.old-*`, `.del-*` directories named after the writer's pid and host) are removed when a
+Checkpointer is created and before each save; those of a live process on this host, or less than an hour old from
+another host, are left alone.
+Old checkpoints are pruned only after the new one is in place, and by renaming them to a hidden name first, so a
+checkpoint directory that is visible and has `checkpoint.json` is always complete. Saving a step that already exists
+moves the old directory aside, renames the new one in, then deletes the old one; a crash between those two renames
+is repaired at the next start (the old one is moved back).
+
+`latest()` is the checkpoint written most recently (each save records a serial number), not the largest step: a run
+resumed from an older checkpoint with `restore(step=...)` continues that timeline, and pruning keeps the `keep` most
+recently written checkpoints. One process writes to a directory at a time.
+
+Format decision (tried and measured on a 2-core CPU machine with orbax-checkpoint 0.12.8, jax 0.10.2):
+
+* The state goes through orbax-checkpoint's `StandardCheckpointer` (installed with flax, which requires it). It
+  handles everything a TrainState holds without conversion code: `nnx.State` / `nnx.Param`, optax namedtuples with
+  `MaskedNode` / `EmptyState`, typed PRNG keys from `jax.random.key`, complex64, bfloat16, bool and 0-d arrays, and it
+  restores bitwise exactly, straight into the target's sharding (checked with a replicated `NamedSharding` over two
+  CPU devices). Two things are added here: leaves of the target without a sharding are restored onto the default
+  device (orbax would otherwise reuse the sharding saved with the checkpoint, which names devices the resuming
+  machine may not have), and the target's leaf paths, shapes and dtypes are checked against `checkpoint.json` first
+  (orbax silently casts a different dtype, and its structure errors list every key of the checkpoint).
+  Cost: 0.5 s to save and 0.5 s to restore the default agent's TrainState (224 leaves, 8 MB); about 1 s each for a
+  80 MB / 600-leaf state. Fine for a checkpoint every few minutes.
+* The replay does not go through orbax: for ~1 GB of NumPy arrays orbax / tensorstore took 4.2 s to save and 4.9 s to
+  restore and raised peak memory from 1.0 GB to 3.1 GB while saving (two extra copies: too much for a replay of
+  several GB on a laptop), whereas `np.save` per array took 2.7 s including fsync and 2.0 s to load, with no extra
+  memory while saving (it writes from the array's buffer). End to end, `save` of 1 GB of replay plus a 80 MB state
+  takes 3.4-3.8 s and `restore` 0.9 s (warm page cache). `restore(..., mmap_replay=True)` memory-maps the replay
+  files instead of reading them, so a replay copied into preallocated buffers needs no second anonymous copy (the
+  mapped pages are page cache, which the kernel can drop).
+* meta is plain JSON (human-readable; key order is kept, integers of any size and floats are exact, but tuples come
+  back as lists and non-string dict keys as strings).
+* orbax's own `CheckpointManager` is not used: the state, the replay and meta must appear atomically as one unit,
+  which the rename of one directory gives directly, and it would add asynchronous saving that is not wanted here.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import secrets
+import shutil
+import signal
+import socket
+import threading
+import time
+from pathlib import Path
+from typing import Any, Self
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from r2i.errors import R2IError
+
+__all__ = ["CheckpointError", "CheckpointMismatchError", "Checkpointer", "GracefulExit"]
+
+FORMAT = 1
+_CKPT = re.compile(r"^ckpt_(\d+)$")
+_HIDDEN = re.compile(r"^\.(tmp|old|del)-(\d+)-([0-9a-f]+)-(.*)$")
+_REPLAY_KEY = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")
+_INFO = "checkpoint.json"
+_FOREIGN_GRACE_S = 3600.0
+HINT = "resume with the configuration the run was started with, or start afresh with --force or a new logdir"
+
+
+class CheckpointError(R2IError, RuntimeError):
+    """A checkpoint that cannot be used: missing, unreadable or inconsistent."""
+
+
+class CheckpointMismatchError(R2IError, ValueError):
+    """The checkpoint's state does not fit the run's state (different config, model or optimiser)."""
+
+
+# ------------------------------------------------------------------------------------------------------ file helpers
+def _fsync_path(path: Path) -> None:
+    """fsync a file or a directory (directories cannot be opened on Windows: skipped there)."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        if path.is_dir():
+            return
+        raise
+    try:
+        os.fsync(fd)
+    except OSError:
+        if not path.is_dir():
+            raise
+    finally:
+        os.close(fd)
+
+
+def _fsync_tree(root: Path) -> None:
+    for dirpath, _, filenames in os.walk(root):
+        for name in filenames:
+            _fsync_path(Path(dirpath, name))
+        _fsync_path(Path(dirpath))
+
+
+def _write_file(path: Path, data: bytes) -> None:
+    with open(path, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OSError):
+        return True
+    return True
+
+
+def _leaves(tree) -> list[tuple[str, Any]]:
+    return [(jax.tree_util.keystr(path), leaf) for path, leaf in jax.tree_util.tree_flatten_with_path(tree)[0]]
+
+
+def _shape_dtype(leaf) -> tuple[tuple[int, ...], Any]:
+    """Shape and dtype of an array-like leaf; Python / NumPy values get the dtype `jnp.asarray` would give them."""
+    if isinstance(leaf, (jax.Array, jax.ShapeDtypeStruct)):
+        return tuple(leaf.shape), leaf.dtype
+    leaf = np.asarray(leaf)
+    return leaf.shape, jax.dtypes.canonicalize_dtype(leaf.dtype)
+
+
+def _describe(leaf) -> tuple[list[int], str]:
+    shape, dtype = _shape_dtype(leaf)
+    return [int(d) for d in shape], str(dtype)
+
+
+def _fmt(shape, dtype) -> str:
+    return f"{dtype}[{','.join(map(str, shape))}]"
+
+
+def _default_device():
+    dev = jax.config.jax_default_device
+    if isinstance(dev, str):
+        return jax.devices(dev)[0]
+    return dev if dev is not None else jax.devices()[0]
+
+
+# ------------------------------------------------------------------------------------------------------ Checkpointer
+class Checkpointer:
+    """Writes and reads checkpoints `ckpt_<step>/` under `directory`, keeping the newest `keep` (None: all).
+
+    Args:
+      directory: created if missing. Only one process should write to it at a time.
+      keep: number of checkpoints kept (the most recently written ones); older ones are deleted after each save.
+      hint: the advice appended to a mismatch error (shown to users who resume a run with another configuration).
+    """
+
+    def __init__(
+        self,
+        directory: str | os.PathLike,
+        keep: int | None = 2,
+        hint: str = HINT,
+    ):
+        if keep is not None and keep < 1:
+            raise ValueError(f"keep must be >= 1 or None, got {keep}")
+        self.directory = Path(directory).absolute()
+        self.keep = keep
+        self.hint = hint
+        self.directory.mkdir(parents=True, exist_ok=True)
+        self._host = socket.gethostname().replace("/", "_")
+        self._cleanup()
+
+    def __repr__(self) -> str:
+        return f"Checkpointer({str(self.directory)!r}, keep={self.keep})"
+
+    # -------------------------------------------------------------------------------------------------- listing
+    def path(self, step: int) -> Path:
+        return self.directory / f"ckpt_{int(step):010d}"
+
+    def _complete(self) -> dict[int, Path]:
+        """step → directory, for visible checkpoints whose checkpoint.json exists."""
+        out = {}
+        if not self.directory.is_dir():
+            return out
+        for entry in self.directory.iterdir():
+            match = _CKPT.match(entry.name)
+            if match and entry.name == self.path(int(match.group(1))).name and (entry / _INFO).is_file():
+                out[int(match.group(1))] = entry
+        return out
+
+    def _info(self, path: Path) -> dict:
+        try:
+            info = json.loads((path / _INFO).read_text())
+        except (OSError, ValueError) as e:
+            raise CheckpointError(f"checkpoint {path} is unreadable ({e}); delete it to use an older one") from e
+        if info.get("format") != FORMAT:
+            raise CheckpointError(
+                f"checkpoint {path} has format {info.get('format')!r}; this version of r2i reads format {FORMAT}"
+            )
+        return info
+
+    def _by_serial(self) -> list[tuple[int, int]]:
+        """(serial, step) of the complete checkpoints, oldest written first."""
+        out = []
+        for step, path in self._complete().items():
+            try:
+                serial = int(json.loads((path / _INFO).read_text()).get("serial", -1))
+            except (OSError, ValueError):
+                serial = -1
+            out.append((serial, step))
+        return sorted(out)
+
+    def steps(self) -> list[int]:
+        """Steps of the complete checkpoints, ascending."""
+        return sorted(self._complete())
+
+    def latest(self) -> int | None:
+        """Step of the checkpoint written most recently, None if there is none."""
+        order = self._by_serial()
+        return order[-1][1] if order else None
+
+    # ---------------------------------------------------------------------------------------------------- clean up
+    def _hidden_name(self, kind: str) -> Path:
+        return self.directory / f".{kind}-{os.getpid()}-{secrets.token_hex(4)}-{self._host}"
+
+    def _cleanup(self) -> None:
+        """Remove what dead writers left: partial saves, deletions, and replaced checkpoints (moved back if needed)."""
+        for entry in self.directory.iterdir():
+            match = _HIDDEN.match(entry.name)
+            if not match or not entry.is_dir():
+                continue
+            kind, pid, host = match.group(1), int(match.group(2)), match.group(4)
+            if host == self._host and pid != os.getpid() and _pid_alive(pid):
+                continue  # another live process is writing here
+            if host != self._host and time.time() - entry.stat().st_mtime < _FOREIGN_GRACE_S:
+                continue  # perhaps a live writer on another machine (shared file system): wait until it is old
+            if kind == "old" and (entry / _INFO).is_file():
+                try:
+                    step = int(json.loads((entry / _INFO).read_text())["step"])
+                except (OSError, ValueError, KeyError):
+                    step = None
+                if step is not None and not self.path(step).exists():
+                    os.replace(entry, self.path(step))  # crashed between moving it aside and moving the new one in
+                    _fsync_path(self.directory)
+                    continue
+            shutil.rmtree(entry, ignore_errors=True)
+
+    def _delete(self, path: Path) -> None:
+        trash = self._hidden_name("del")
+        os.replace(path, trash)
+        shutil.rmtree(trash, ignore_errors=True)
+
+    # -------------------------------------------------------------------------------------------------------- save
+    def save(self, step: int, state, replay: dict[str, np.ndarray] | None = None, meta: dict | None = None) -> Path:
+        """Write a checkpoint of `state` (JAX pytree), `replay` (flat dict of arrays) and `meta` (JSON-able dict).
+
+        Returns the checkpoint directory. Saving a step that exists replaces it. Synchronous: when it returns, the
+        checkpoint is on disk (fsync'd) and older ones beyond `keep` are deleted.
+        """
+        import orbax.checkpoint as ocp  # imported here: it takes ~0.7 s, and r2i's CLI imports this module
+
+        step = int(step)
+        if step < 0:
+            raise ValueError(f"step must be >= 0, got {step}")
+        replay = dict(replay or {})
+        for key, value in replay.items():
+            if not isinstance(key, str) or not _REPLAY_KEY.match(key):
+                raise ValueError(f"replay key {key!r} is not usable as a file name (letters, digits, _ . -)")
+            if np.asarray(value).dtype.hasobject:
+                raise TypeError(f"replay[{key!r}] has dtype object; only plain NumPy arrays can be checkpointed")
+        try:
+            meta_bytes = json.dumps(meta or {}, indent=1).encode()
+        except (TypeError, ValueError) as e:
+            raise TypeError(f"checkpoint meta is not JSON-serialisable: {e}") from e
+        state = jax.tree.map(lambda x: x if isinstance(x, jax.Array) else jnp.asarray(x), state)
+
+        self.directory.mkdir(parents=True, exist_ok=True)
+        self._cleanup()
+        order = self._by_serial()
+        serial = max((s for s, _ in order), default=-1) + 1
+        tmp = self._hidden_name("tmp")
+        tmp.mkdir()
+        try:
+            if jax.tree.leaves(state):  # orbax refuses a tree without leaves
+                with ocp.StandardCheckpointer() as ckptr:
+                    ckptr.save(tmp / "state", state)
+                    ckptr.wait_until_finished()
+            (tmp / "replay").mkdir()
+            replay_info = {}
+            for key, value in replay.items():
+                array = np.asarray(value)
+                with open(tmp / "replay" / f"{key}.npy", "wb") as f:
+                    np.save(f, array, allow_pickle=False)
+                    f.flush()
+                    os.fsync(f.fileno())
+                replay_info[key] = {"shape": list(array.shape), "dtype": array.dtype.str}
+            _write_file(tmp / "meta.json", meta_bytes)
+            info = {
+                "format": FORMAT,
+                "step": step,
+                "serial": serial,
+                "time": time.time(),
+                "state": [[path, *_describe(leaf)] for path, leaf in _leaves(state)],
+                "replay": replay_info,
+                "versions": _versions(),
+            }
+            _write_file(tmp / _INFO, json.dumps(info, indent=1).encode())
+            _fsync_tree(tmp)
+            final = self.path(step)
+            if final.exists():
+                old = self._hidden_name("old")
+                os.replace(final, old)
+                os.replace(tmp, final)
+                _fsync_path(self.directory)
+                shutil.rmtree(old, ignore_errors=True)
+            else:
+                os.replace(tmp, final)
+                _fsync_path(self.directory)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        if self.keep is not None:
+            kept = {s for _, s in self._by_serial()[-self.keep :]} | {step}
+            for old_step, path in self._complete().items():
+                if old_step not in kept:
+                    self._delete(path)
+            _fsync_path(self.directory)
+        return final
+
+    # ----------------------------------------------------------------------------------------------------- restore
+    def restore(self, target, step: int | None = None, *, mmap_replay: bool = False):
+        """Read a checkpoint (default: `latest()`) → (state, replay dict, meta dict).
+
+        `target` is a pytree with the saved state's structure: concrete arrays or `jax.ShapeDtypeStruct`s (e.g. from
+        `jax.eval_shape`). The state comes back with the target's exact pytree structure, shapes and dtypes, as JAX
+        arrays with the target leaves' sharding where they have one, else on the default device. A target whose leaf
+        paths, shapes or dtypes differ raises CheckpointMismatchError naming the first difference.
+        `mmap_replay=True` returns the replay arrays as read-only memory maps instead of loading them.
+        """
+        import orbax.checkpoint as ocp
+
+        if step is None:
+            step = self.latest()
+            if step is None:
+                raise CheckpointError(f"no checkpoint in {self.directory}")
+        path = self.path(step)
+        if not (path / _INFO).is_file():
+            raise CheckpointError(f"no complete checkpoint for step {step} in {self.directory} (have {self.steps()})")
+        info = self._info(path)
+        abstract = self._check_target(target, info, path)
+        if jax.tree.leaves(abstract):
+            with ocp.StandardCheckpointer() as ckptr:
+                state = ckptr.restore(path / "state", abstract)
+        else:
+            state = abstract
+
+        replay = {}
+        for key, spec in info["replay"].items():
+            file = path / "replay" / f"{key}.npy"
+            try:
+                array = np.load(file, mmap_mode="r" if mmap_replay else None, allow_pickle=False)
+            except (OSError, ValueError) as e:
+                raise CheckpointError(f"checkpoint {path}: cannot read replay array {key!r}: {e}") from e
+            if list(array.shape) != spec["shape"] or array.dtype.str != spec["dtype"]:
+                raise CheckpointError(
+                    f"checkpoint {path} is corrupt: replay array {key!r} holds {_fmt(array.shape, array.dtype)}, "
+                    f"expected {_fmt(spec['shape'], np.dtype(spec['dtype']))}"
+                )
+            replay[key] = array
+        try:
+            meta = json.loads((path / "meta.json").read_text())
+        except (OSError, ValueError) as e:
+            raise CheckpointError(f"checkpoint {path}: cannot read meta.json: {e}") from e
+        return state, replay, meta
+
+    def _check_target(self, target, info: dict, path: Path):
+        """Compare the target's leaves with the checkpoint's; return the target as ShapeDtypeStructs with shardings."""
+        saved = {p: (shape, dtype) for p, shape, dtype in info["state"]}
+        leaves = _leaves(target)
+        wanted = {p: _describe(leaf) for p, leaf in leaves}
+
+        def fail(what: str):
+            raise CheckpointMismatchError(f"checkpoint {path} does not match this run's state: {what}; {self.hint}")
+
+        missing = [p for p, _ in leaves if p not in saved]
+        extra = [p for p, _, _ in info["state"] if p not in wanted]
+        if missing or extra:
+            parts = []
+            if missing:
+                more = f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""
+                parts.append(f"this run has {missing[0]}{more}, which the checkpoint lacks")
+            if extra:
+                more = f" (and {len(extra) - 1} more)" if len(extra) > 1 else ""
+                parts.append(f"the checkpoint has {extra[0]}{more}, which this run lacks")
+            fail("; ".join(parts))
+        for p, _ in leaves:
+            (shape, dtype), (want_shape, want_dtype) = saved[p], wanted[p]
+            if list(shape) != want_shape or dtype != want_dtype:
+                fail(f"{p} is {_fmt(shape, dtype)} in the checkpoint but {_fmt(want_shape, want_dtype)} in this run")
+
+        device = jax.sharding.SingleDeviceSharding(_default_device())
+
+        def abstract(leaf):
+            shape, dtype = _shape_dtype(leaf)
+            sharding = getattr(leaf, "sharding", None)
+            return jax.ShapeDtypeStruct(shape, dtype, sharding=sharding if sharding is not None else device)
+
+        return jax.tree.map(abstract, target)
+
+
+def _versions() -> dict[str, str]:
+    from importlib import metadata
+
+    out = {}
+    for name in ("r2i", "jax", "flax", "optax", "orbax-checkpoint", "numpy"):
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            pass
+    return out
+
+
+# ------------------------------------------------------------------------------------------------------ GracefulExit
+class GracefulExit:
+    """Turn the first SIGINT / SIGTERM into a request to stop, so the loop can checkpoint and exit.
+
+        with GracefulExit() as stop:
+            while not stop.requested:
+                step()
+            save()
+
+    While active, the first SIGINT or SIGTERM sets `requested` (and `signum`) and prints one line to stderr instead
+    of interrupting; a second SIGINT raises KeyboardInterrupt at once, a second SIGTERM raises SystemExit(143).
+    The previous handlers are restored on exit. Outside the main thread (where Python cannot install signal
+    handlers) it does nothing and `requested` stays False.
+    """
+
+    MESSAGE = "stopping after this step; writing a checkpoint…"
+
+    def __init__(self, signals: tuple[int, ...] = (signal.SIGINT, signal.SIGTERM), message: str | None = None):
+        self.signals = tuple(signals)
+        self.message = self.MESSAGE if message is None else message
+        self.requested = False
+        self.signum: int | None = None
+        self._previous: dict[int, Any] = {}
+
+    def _handle(self, signum, frame):
+        if self.requested:
+            if signum == signal.SIGINT:
+                raise KeyboardInterrupt
+            raise SystemExit(128 + signum)
+        self.requested, self.signum = True, signum
+        try:  # os.write, not print: a print in a signal handler can hit a reentrant-call error on sys.stderr
+            os.write(2, f"\n{self.message}\n".encode())
+        except (OSError, ValueError, RuntimeError):
+            pass
+
+    def __enter__(self) -> Self:
+        self.requested, self.signum = False, None
+        if threading.current_thread() is threading.main_thread():
+            for sig in self.signals:
+                self._previous[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def __exit__(self, *exc) -> bool:
+        for sig, previous in self._previous.items():
+            signal.signal(sig, previous if previous is not None else signal.SIG_DFL)
+        self._previous.clear()
+        return False

@@ -1,0 +1,73 @@
+"""`r2i doctor`: what this machine offers (backend, devices, dtypes, RAM, disk) against what a preset needs."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+from r2i.replay import human_bytes
+
+
+def _meminfo_available() -> int | None:
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return None
+
+
+def _dtype_ok(dtype) -> bool:
+    import jax.numpy as jnp
+
+    try:
+        x = jnp.ones((8, 8), dtype)
+        return bool(jnp.isfinite((x @ x).astype(jnp.float32)).all())
+    except Exception:  # noqa: BLE001 — any failure means unsupported
+        return False
+
+
+def report(preset: str = "default", logdir: str = "runs") -> str:
+    import jax
+    import jax.numpy as jnp
+
+    from r2i.agent import resolve_dtype
+    from r2i.config import make_config
+    from r2i.envs import make_env
+    from r2i.replay import Replay
+    from r2i.run import replay_spec
+    from r2i.runtime import device_description
+
+    lines = [f"jax {jax.__version__}, backend {jax.default_backend()}, {device_description()}"]
+    lines += [f"  device {d.id}: {d.device_kind}" for d in jax.devices()]
+    lines.append(
+        f"dtypes: float32 {'ok' if _dtype_ok(jnp.float32) else 'FAIL'}, bfloat16 "
+        f"{'ok' if _dtype_ok(jnp.bfloat16) else 'unsupported'}; compute dtype 'auto' → "
+        f"{jnp.dtype(resolve_dtype('auto')).name}"
+    )
+    config = make_config(preset)
+    need = None
+    try:
+        env = make_env(config.env.id, 0, **config.env.options)
+
+        class _Spaces:  # replay_spec reads obs_space / act_space only
+            obs_space, act_space = env.obs_space, env.act_space
+
+        need = Replay.estimate_bytes(replay_spec(_Spaces), config.replay.capacity)
+        env.close()
+        lines.append(f"preset '{preset}': env {config.env.id}, replay {config.replay.capacity:,} steps ≈ {human_bytes(need)}")
+    except Exception as error:  # noqa: BLE001 — e.g. a missing optional extra; report it and go on
+        lines.append(f"preset '{preset}': cannot build env {config.env.id}: {error}")
+    free = _meminfo_available()
+    if free is not None:
+        verdict = "" if need is None else (" — enough" if free > 1.5 * need else " — NOT enough for the replay")
+        lines.append(f"RAM available: {human_bytes(free)}{verdict}")
+    target = Path(logdir)
+    probe = target if target.exists() else Path(os.getcwd())
+    disk = shutil.disk_usage(probe).free
+    verdict = "" if need is None else (" — enough for checkpoints" if disk > 3 * need else " — low for checkpoints")
+    lines.append(f"disk free at {probe}: {human_bytes(disk)}{verdict}")
+    lines.append(f"CPU cores: {os.cpu_count()}")
+    return "\n".join(lines)

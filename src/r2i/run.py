@@ -1,0 +1,357 @@
+"""The training loop: prefill, train ratio, evaluation, logging, checkpoint and resume.
+
+Glossary (the units every counter and config field uses):
+
+* **env step** — one call of one environment's `step`; `run.steps`, `run.prefill`, `run.log_every` and
+  `run.eval_every` count env steps summed over all training envs (4 envs stepping once = 4 env steps).
+* **policy step** — one call of the agent's policy for all envs at once (= env steps / env.num_envs; with an action
+  repeat, a policy step would cover several env frames — the adapters here have none).
+* **update** — one call of `Agent.train` on a batch of B sequences of L steps.
+* **replayed step** — one of the B·L steps an update trains on; `run.train_ratio` = replayed steps per env step, so
+  updates per env step = train_ratio / (B·L).
+
+Resume: the run directory holds `config.yaml` and `checkpoints/`. Re-running with the same logdir restores the
+agent (parameters, optimiser states, slow critic, return-normaliser state), the replay buffer, counters, the
+train-ratio accumulator, the RNGs, the acting carry and — for environments that implement `get_state`, as the
+built-in ones do — the environments themselves, so the resumed run continues exactly where it stopped.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import tqdm
+import yaml
+
+from r2i import config as cfgmod
+from r2i.agent import Agent
+from r2i.checkpoint import Checkpointer, GracefulExit
+from r2i.config import Config
+from r2i.envs import VectorDriver, make_specs
+from r2i.errors import ConfigError
+from r2i.metrics import Aggregator, MetricsLogger
+from r2i.replay import Replay, human_bytes
+
+CONFIG_FILE = "config.yaml"
+EVAL_SEED_OFFSET = 1_000_003  # evaluation envs never share seeds with training envs
+OBS_PREFIX = "driver_obs_"  # the envs' current observations, saved beside the replay arrays
+
+
+def replay_spec(driver: VectorDriver) -> dict:
+    """(shape, dtype) of every stored key: observations, the action taken at them, reward and flags."""
+    spec = {key: (space.shape, space.dtype) for key, space in driver.obs_space.items()}
+    spec["action"] = ((driver.act_space.size,), np.float32)
+    spec["reward"] = ((), np.float32)
+    for flag in ("is_first", "is_last", "is_terminal"):
+        spec[flag] = ((), bool)
+    return spec
+
+
+@dataclass
+class Counters:
+    """Progress that a checkpoint restores."""
+
+    env_steps: int = 0
+    policy_steps: int = 0
+    updates: int = 0
+    episodes: int = 0
+    train_credit: float = 0.0  # fractional updates owed by the train ratio
+    next_log: int = 0
+    next_eval: int = 0
+    wall_s: float = 0.0  # training wall clock over all sessions
+    recent_success: list = field(default_factory=list)
+
+
+def prepare_logdir(config: Config, force: bool = False) -> Config:
+    """Create the run directory; on resume compare with the saved config and refuse a different one unless `force`."""
+    logdir = Path(config.logdir)
+    saved_path = logdir / CONFIG_FILE
+    if saved_path.exists():
+        saved = cfgmod.from_dict(yaml.safe_load(saved_path.read_text()))
+        differing = cfgmod.diff(saved, config)
+        if differing and not force:
+            flat_saved, flat_new = cfgmod.flatten(cfgmod.to_dict(saved)), cfgmod.flatten(cfgmod.to_dict(config))
+            lines = ", ".join(f"{k}: {flat_saved[k]!r} → {flat_new[k]!r}" for k in differing[:8])
+            raise ConfigError(
+                f"{logdir} holds a run with a different config ({lines}); resume with the same settings, pass "
+                "--force to continue it with the new ones, or choose another --logdir"
+            )
+    logdir.mkdir(parents=True, exist_ok=True)
+    tmp = saved_path.with_suffix(".tmp")
+    tmp.write_text(cfgmod.dump_yaml(config))
+    tmp.replace(saved_path)
+    return config
+
+
+class Trainer:
+    """Owns the envs, replay, agent state and counters of one run. `run()` trains until `run.steps`."""
+
+    def __init__(self, config: Config, *, force: bool = False, quiet: bool = False):
+        self.config = prepare_logdir(config, force)
+        self.logdir = Path(config.logdir)
+        self.quiet = quiet
+        env = config.env
+        self.driver = VectorDriver(make_specs(env.id, env.num_envs, config.seed, **env.options), env.parallel)
+        self.agent = Agent.from_config(config, self.driver.obs_space, self.driver.act_space)
+        self.replay = Replay(
+            replay_spec(self.driver), config.replay.capacity, env.num_envs, config.run.batch_length, config.seed
+        )
+        self.checkpointer = Checkpointer(self.logdir / "checkpoints", keep=2)
+        self.logger = MetricsLogger(self.logdir)
+        self.counters = Counters()
+        self.rng = np.random.default_rng(config.seed)  # prefill actions
+        self.key = jax.random.key(config.seed)
+        self.state = None
+        self.carry = None
+        self.obs = None
+        self.resumed = self._restore()
+
+    # -- keys and state --------------------------------------------------------------------------------------------
+
+    def _next_key(self) -> jax.Array:
+        self.key, key = jax.random.split(self.key)
+        return key
+
+    def _restore(self) -> bool:
+        step = self.checkpointer.latest()
+        if step is None:
+            self.state = self.agent.init(self._next_key())
+            self.carry = self.agent.initial(self.driver.num_envs)
+            self.obs = self.driver.reset()
+            return False
+        target = {"agent": self.agent.abstract_state(), "carry": self.agent.initial(self.driver.num_envs),
+                  "key": jax.random.key_data(self.key)}
+        restored, replay, meta = self.checkpointer.restore(target)
+        self.state = self.agent.replicate(restored["agent"])
+        self.carry = restored["carry"]
+        self.key = jax.random.wrap_key_data(restored["key"])
+        obs = {k[len(OBS_PREFIX):]: np.asarray(v) for k, v in replay.items() if k.startswith(OBS_PREFIX)}
+        self.replay.load_state_dict({k: v for k, v in replay.items() if not k.startswith(OBS_PREFIX)})
+        self.counters = Counters(**meta["counters"])
+        self.rng.bit_generator.state = meta["rng"]
+        driver_state = meta.get("driver")
+        if driver_state is not None and obs:
+            self.driver.set_state(driver_state)
+            self.obs = obs
+        else:  # envs that cannot be checkpointed start new episodes; the carry restarts with them
+            self.obs = self.driver.reset()
+            self.carry = self.agent.initial(self.driver.num_envs)
+        return True
+
+    def save(self) -> Path:
+        replay = self.replay.state_dict()
+        replay.update({f"{OBS_PREFIX}{k}": np.asarray(v) for k, v in self.obs.items()})
+        meta = {
+            "counters": self.counters.__dict__,
+            "rng": self.rng.bit_generator.state,
+            "driver": self.driver.get_state(),
+            "config": cfgmod.to_dict(self.config),
+        }
+        state = {"agent": self.state, "carry": self.carry, "key": jax.random.key_data(self.key)}
+        return self.checkpointer.save(self.counters.env_steps, state, replay, meta)
+
+    # -- the loop --------------------------------------------------------------------------------------------------
+
+    def summary(self) -> str:
+        run = self.config.run
+        per_update = run.batch_size * run.batch_length
+        params = sum(self.agent.num_params(self.state).values())
+        devices = jax.devices()
+        return (
+            f"r2i: {self.config.env.id} × {self.config.env.num_envs} envs | {self.config.model.sequence} "
+            f"{params / 1e6:.2f}M params | {run.train_ratio / per_update:.4g} updates/env step "
+            f"(train ratio {run.train_ratio:g}, batch {run.batch_size}×{run.batch_length}) | "
+            f"replay {self.config.replay.capacity:,} steps ≈ "
+            f"{human_bytes(Replay.estimate_bytes(self.replay.spec, self.config.replay.capacity))} | "
+            f"{len(devices)} × {devices[0].platform} | logdir {self.logdir}"
+        )
+
+    def _act(self, mode: str = "sample") -> np.ndarray:
+        action, self.carry = self.agent.act(self.state.params, self.carry, self.obs, self._next_key(), mode)
+        action = np.asarray(action)
+        if self.counters.env_steps < self.config.run.prefill:
+            action = np.stack([self.driver.act_space.sample(self.rng) for _ in range(self.driver.num_envs)])
+            self.carry = {**self.carry, "a": jnp.asarray(action)}
+        return action
+
+    def _train_updates(self, metrics: Aggregator) -> None:
+        run = self.config.run
+        if self.counters.env_steps < run.prefill or not self.replay.ready(1):
+            return
+        self.counters.train_credit += self.driver.num_envs * run.train_ratio / (run.batch_size * run.batch_length)
+        while self.counters.train_credit >= 1.0:
+            batch = self.agent.shard_batch(self.replay.sample(run.batch_size))
+            self.state, out = self.agent.train(self.state, batch, self._next_key())
+            metrics.add(out)
+            self.counters.train_credit -= 1.0
+            self.counters.updates += 1
+
+    def _record_episodes(self, obs: dict, episodes: Aggregator) -> None:
+        episodes.add_steps(obs)
+        last = obs["is_last"]
+        if last.any():
+            self.counters.episodes += int(last.sum())
+            if "log_success" in obs:
+                window = self.config.run.success_window
+                self.counters.recent_success = (
+                    self.counters.recent_success + [float(s) for s in obs["log_success"][last]]
+                )[-window:]
+
+    def run(self) -> dict:
+        cfg = self.config.run
+        if not self.quiet:
+            print(self.summary(), flush=True)
+            if self.resumed:
+                print(f"r2i: resumed at env step {self.counters.env_steps:,} ({self.counters.updates:,} updates)")
+        train_metrics, episodes = Aggregator("train"), Aggregator("episode")
+        last_save = time.monotonic()
+        session_start = time.monotonic() - self.counters.wall_s
+        bar = tqdm.tqdm(total=cfg.steps, initial=self.counters.env_steps, unit="step", disable=self.quiet,
+                        dynamic_ncols=True, smoothing=0.05)
+        rate = {"steps": self.counters.env_steps, "updates": self.counters.updates, "time": time.monotonic()}
+        with GracefulExit() as stop:
+            while self.counters.env_steps < cfg.steps and not stop.requested:
+                action = self._act()
+                self.replay.add({**{k: v for k, v in self.obs.items() if k in self.replay.spec}, "action": action})
+                self.obs = self.driver.step(action)
+                self.counters.env_steps += self.driver.num_envs
+                self.counters.policy_steps += 1
+                self._record_episodes(self.obs, episodes)
+                self._train_updates(train_metrics)
+                bar.update(self.driver.num_envs)
+                if self.counters.env_steps >= self.counters.next_log:
+                    self.counters.next_log = self.counters.env_steps + cfg.log_every
+                    self.counters.wall_s = time.monotonic() - session_start
+                    logged = self._log(train_metrics, episodes, rate)
+                    bar.set_postfix_str(_postfix(logged), refresh=False)
+                if cfg.eval_every and self.counters.env_steps >= self.counters.next_eval:
+                    self.counters.next_eval = self.counters.env_steps + cfg.eval_every
+                    if self.counters.env_steps >= cfg.prefill:
+                        self.logger.write(self.counters.env_steps, self.evaluate(cfg.eval_episodes))
+                if time.monotonic() - last_save >= cfg.checkpoint_every:
+                    self.counters.wall_s = time.monotonic() - session_start
+                    self.save()
+                    last_save = time.monotonic()
+            self.counters.wall_s = time.monotonic() - session_start
+            self.save()
+        bar.close()
+        result = self._log(train_metrics, episodes, rate)
+        result["stopped_early"] = bool(stop.requested)
+        return result
+
+    def _log(self, train_metrics: Aggregator, episodes: Aggregator, rate: dict) -> dict:
+        now = time.monotonic()
+        elapsed = max(now - rate["time"], 1e-9)
+        c = self.counters
+        scalars = {
+            **train_metrics.result(),
+            **episodes.result(),
+            "fps/env_steps_per_s": (c.env_steps - rate["steps"]) / elapsed,
+            "fps/updates_per_s": (c.updates - rate["updates"]) / elapsed,
+            "progress/updates": c.updates,
+            "progress/episodes": c.episodes,
+            "progress/replay_steps": len(self.replay),
+            "progress/wall_s": c.wall_s,
+        }
+        if c.recent_success:
+            scalars["episode/success_recent"] = float(np.mean(c.recent_success))
+        if "train/finite" in scalars and scalars["train/finite"] < 1.0:
+            self.save()
+            raise FloatingPointError(
+                f"a training update produced non-finite losses or gradients at update {c.updates}; the last checkpoint "
+                f"is in {self.logdir}/checkpoints — lower the learning rates (optim.*) or check the env's rewards"
+            )
+        rate.update(steps=c.env_steps, updates=c.updates, time=now)
+        return self.logger.write(c.env_steps, scalars)
+
+    # -- evaluation ------------------------------------------------------------------------------------------------
+
+    def evaluate(self, episodes: int, mode: str = "greedy") -> dict:
+        """Run `episodes` full episodes in separate evaluation envs; returns eval/return, eval/length, eval/success."""
+        return evaluate(self.agent, self.state.params, self.config, episodes, mode, self._next_key())
+
+    def close(self) -> None:
+        self.driver.close()
+        self.logger.close()
+
+
+def evaluate(agent: Agent, params, config: Config, episodes: int, mode: str, key) -> dict:
+    """Mean return, length and (if the env logs it) success over `episodes` episodes in fresh evaluation envs."""
+    env = config.env
+    num = max(1, min(env.eval_envs, episodes))
+    specs = make_specs(env.id, num, config.seed + EVAL_SEED_OFFSET, **env.options)
+    returns, lengths, successes = [], [], []
+    with VectorDriver(specs, env.parallel) as driver:
+        obs = driver.reset()
+        carry = agent.initial(num)
+        ret, length = np.zeros(num), np.zeros(num, np.int64)
+        started = num  # episodes begun so far; envs beyond the budget are ignored once they finish
+        active = np.ones(num, bool)
+        while active.any():
+            key, sub = jax.random.split(key)
+            action, carry = agent.act(params, carry, obs, sub, mode)
+            obs = driver.step(np.asarray(action))
+            ret += obs["reward"] * active
+            length += active & ~obs["is_first"]
+            for i in np.flatnonzero(obs["is_last"] & active):
+                returns.append(ret[i])
+                lengths.append(length[i])
+                if "log_success" in obs:
+                    successes.append(float(obs["log_success"][i]))
+                ret[i], length[i] = 0.0, 0
+                if started < episodes:
+                    started += 1
+                else:
+                    active[i] = False
+    out = {"eval/return": float(np.mean(returns)), "eval/length": float(np.mean(lengths)),
+           "eval/episodes": len(returns)}
+    if successes:
+        out["eval/success"] = float(np.mean(successes))
+    return out
+
+
+def _postfix(logged: dict) -> str:
+    parts = []
+    for key, name in (("fps/env_steps_per_s", "env/s"), ("fps/updates_per_s", "upd/s"),
+                      ("episode/return", "return"), ("episode/success_recent", "success"),
+                      ("eval/success", "eval")):
+        if key in logged:
+            parts.append(f"{name} {logged[key]:.3g}")
+    return " ".join(parts)
+
+
+def train(config: Config, *, force: bool = False, quiet: bool = False) -> dict:
+    """Train (or resume) a run; returns the last logged metrics plus a final evaluation if configured."""
+    trainer = Trainer(config, force=force, quiet=quiet)
+    try:
+        result = trainer.run()
+        if not result["stopped_early"] and config.run.eval_episodes:
+            final = trainer.evaluate(config.run.eval_episodes)
+            trainer.logger.write(trainer.counters.env_steps, final)
+            result.update(final)
+        result["env_steps"] = trainer.counters.env_steps
+        result["updates"] = trainer.counters.updates
+        result["wall_s"] = trainer.counters.wall_s
+        with open(Path(config.logdir) / "result.json", "w") as f:
+            json.dump(result, f, indent=1)
+        return result
+    finally:
+        trainer.close()
+
+
+def load_config(logdir: str | Path) -> Config:
+    path = Path(logdir) / CONFIG_FILE
+    if not path.exists():
+        raise ConfigError(f"{logdir} is not an r2i run directory (no {CONFIG_FILE}); pass the --logdir of a run")
+    return cfgmod.from_dict(yaml.safe_load(path.read_text()))
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit("use the `r2i train` command")
