@@ -60,8 +60,8 @@ def make_optimizer(cfg: OptimConfig) -> optax.GradientTransformation:
 
     def adam(lr, eps, decay=0.0, mask=None):
         parts = [optax.scale_by_adam(eps=eps)]
-        if decay:
-            parts.append(optax.add_decayed_weights(decay * 1.0, mask=mask))
+        if decay:  # decoupled (AdamW): the step is lr · (adam direction + decay · θ)
+            parts.append(optax.add_decayed_weights(decay, mask=mask))
         parts.append(optax.scale(-lr))
         return optax.chain(*parts)
 
@@ -76,7 +76,7 @@ def make_optimizer(cfg: OptimConfig) -> optax.GradientTransformation:
     )
     update = optax.multi_transform(
         {
-            "model": adam(cfg.model_lr, cfg.model_eps, cfg.weight_decay * cfg.model_lr, _decay_mask),
+            "model": adam(cfg.model_lr, cfg.model_eps, cfg.weight_decay, _decay_mask),
             "ssm": adam(cfg.ssm_lr or cfg.model_lr, cfg.model_eps),
             "actor": adam(cfg.actor_lr, cfg.ac_eps),
             "critic": adam(cfg.critic_lr, cfg.ac_eps),
@@ -278,9 +278,9 @@ class Agent:
         params = optax.apply_updates(state.params, updates)
         rate = self.behavior_cfg.slow_critic_fraction
         slow = jax.tree.map(lambda s, c: s + rate * (c - s), state.slow_critic, params["critic"])
-        metrics["model/grad_norm"] = optax.global_norm((grads["model"], grads["ssm"]))
-        metrics["actor/grad_norm"] = optax.global_norm(grads["actor"])
-        metrics["critic/grad_norm"] = optax.global_norm(grads["critic"])
+        metrics["model/grad_norm"] = optax.tree.norm((grads["model"], grads["ssm"]))
+        metrics["actor/grad_norm"] = optax.tree.norm(grads["actor"])
+        metrics["critic/grad_norm"] = optax.tree.norm(grads["critic"])
         metrics["train/finite"] = jnp.isfinite(loss) & jnp.all(
             jnp.array([jnp.isfinite(v).all() for v in jax.tree.leaves(grads)])
         )

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 sg = jax.lax.stop_gradient
 
@@ -50,14 +51,14 @@ def onehot_sample(key: jax.Array, logp: jax.Array) -> jax.Array:
     u = jax.random.uniform(key, logp.shape[:-1] + (1,), jnp.float32) * cdf[..., -1:]
     index = jnp.sum(cdf < u, -1)
     onehot = jax.nn.one_hot(index, classes, dtype=jnp.float32)
-    return onehot + probs - sg(probs)
+    return onehot + (probs - sg(probs))  # parenthesised: (1 + p) - p is not exactly 1 in float32
 
 
 def onehot_mode(logp: jax.Array) -> jax.Array:
     """Most likely class as a one-hot (straight-through like `onehot_sample`)."""
     onehot = jax.nn.one_hot(jnp.argmax(logp, -1), logp.shape[-1], dtype=jnp.float32)
     probs = jnp.exp(logp)
-    return onehot + probs - sg(probs)
+    return onehot + (probs - sg(probs))
 
 
 def categorical_entropy(logp: jax.Array) -> jax.Array:
@@ -76,8 +77,12 @@ def categorical_kl(logp: jax.Array, logq: jax.Array) -> jax.Array:
 
 
 def twohot_bins(num: int = 255, low: float = -20.0, high: float = 20.0) -> jax.Array:
-    """(K,) float32 bin centres in symlog space."""
-    return jnp.linspace(low, high, num, dtype=jnp.float32)
+    """(K,) float32 bin centres in symlog space, exactly symmetric around an exact 0 (K odd, low = −high), so that a
+    zero-initialised head predicts exactly 0."""
+    if num % 2 == 0 or low != -high:
+        raise ValueError(f"two-hot bins must be an odd number symmetric around 0, got {num} on [{low}, {high}]")
+    half = np.linspace(low, 0.0, (num + 1) // 2)
+    return jnp.asarray(np.concatenate([half, -half[-2::-1]]), jnp.float32)
 
 
 def twohot_encode(x: jax.Array, bins: jax.Array) -> jax.Array:
@@ -92,8 +97,14 @@ def twohot_encode(x: jax.Array, bins: jax.Array) -> jax.Array:
 
 
 def twohot_mean(logits: jax.Array, bins: jax.Array) -> jax.Array:
-    """Expected value: symexp(Σ softmax(logits)·bins).  logits: (..., K) → (...) float32."""
-    return symexp(jnp.sum(jax.nn.softmax(logits.astype(jnp.float32), -1) * bins, -1))
+    """Expected value: symexp(Σ softmax(logits)·bins).  logits: (..., K) → (...) float32.
+
+    The sum pairs each negative bin with its mirror image, Σ_{i<K/2} (p_i − p_{K−1−i})·bins_i, so equal probabilities
+    on mirrored bins (e.g. zero logits) cancel exactly.
+    """
+    probs = jax.nn.softmax(logits.astype(jnp.float32), -1)
+    half = bins.shape[0] // 2
+    return symexp(jnp.sum((probs[..., :half] - probs[..., ::-1][..., :half]) * bins[:half], -1))
 
 
 def twohot_nll(logits: jax.Array, target: jax.Array, bins: jax.Array) -> jax.Array:
