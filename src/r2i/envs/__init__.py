@@ -9,8 +9,10 @@
     with VectorDriver(make_specs("CartPole-v1", num_envs=8, seed=0)) as driver:
         batch = driver.step(actions)                       # dict of (8, ...) arrays, auto-reset after is_last
 
-Only NumPy is needed for the built-in tasks; Gymnasium, POPGym and bsuite are optional extras
-(`pip install 'r2i[gymnasium]'`, `'r2i[popgym]'`, `'r2i[bsuite]'`), imported when their prefix is first used.
+Only NumPy is needed for the built-in tasks; Gymnasium, POPGym, bsuite, DeepMind Control, Memory Maze and Atari are
+optional extras (`pip install 'r2i[gymnasium]'`, `'r2i[popgym]'`, `'r2i[bsuite]'`, `'r2i[dmc]'`, `'r2i[memorymaze]'`,
+`'r2i[atari]'`), imported when their prefix is first used. `make_env(id, seed, action_repeat=N)` repeats actions for
+any env (r2i.envs.wrappers).
 """
 
 from r2i.envs.base import FLAG_KEYS, ActionSpace, Env, Space

@@ -13,6 +13,10 @@ An environment returns, from `reset()` and from every `step(action)`, a dict of 
 Actions are always given in the agent's format, a float32 vector of `act_space.size` entries: the concatenated one-hot
 encodings of the sub-actions for discrete spaces, values in [-1, 1] for continuous spaces. `ActionSpace.decode` turns
 that into the environment's own format.
+
+Optional methods: `get_state()`/`set_state(state)` (exact checkpointing, see r2i.envs.driver) and the pair
+`advance(action)`/`observe()` (a step without building the observation, then the observation on demand; used by
+`action_repeat` to skip rendering/resizing the repeated frames, see r2i.envs.wrappers).
 """
 
 from __future__ import annotations

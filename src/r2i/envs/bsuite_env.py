@@ -7,10 +7,11 @@ bsuite's loaders default to a fixed `seed=0` (or to an unseeded RNG where the sw
 make every parallel copy identical or irreproducible, so when the loader takes a `seed` and the sweep does not fix one,
 r2i passes its own seed. Extra options override the sweep's keyword arguments (e.g. `memory_length=5`).
 
-dm_env → r2i: observation specs (an Array, or a dict/tuple of them) are flattened like Gymnasium's (a (1, 3) Array is
-the float32 vector `vector` (3,); a DiscreteArray is one-hot); a DiscreteArray action spec is one categorical, a
-bounded float spec is continuous. `StepType.FIRST` → `is_first`; `StepType.LAST` with discount 0 → terminal
-(`is_last = is_terminal = True`), LAST with a non-zero discount → truncation (`is_last=True, is_terminal=False`).
+dm_env → r2i (shared with the other dm_env adapters, see r2i.envs.dmenv): observation specs (an Array, or a dict/tuple
+of them) are flattened like Gymnasium's (a (1, 3) Array is the float32 vector `vector` (3,); a DiscreteArray is
+one-hot); a DiscreteArray action spec is one categorical, a bounded float spec is continuous. `StepType.FIRST` →
+`is_first`; `StepType.LAST` with discount 0 → terminal (`is_last = is_terminal = True`), LAST with a non-zero discount
+→ truncation (`is_last=True, is_terminal=False`).
 
 Extra log keys, present on every step:
 
@@ -29,7 +30,7 @@ import io
 
 import numpy as np
 
-from r2i.envs import layout
+from r2i.envs.dmenv import DmEnvAdapter, action_converter, describe_spec  # noqa: F401 - re-exported
 from r2i.envs.extras import require
 from r2i.errors import EnvError
 
@@ -85,35 +86,6 @@ def discounting_chain_delay(bsuite_id: str) -> int:
     return DISCOUNTING_CHAIN_DELAYS[setting % len(DISCOUNTING_CHAIN_DELAYS)]
 
 
-def describe_spec(spec, env_id: str):
-    """dm_env spec tree → `layout` tree."""
-    from dm_env import specs
-
-    if isinstance(spec, dict):
-        return {key: describe_spec(child, env_id) for key, child in spec.items()}
-    if isinstance(spec, (tuple, list)):
-        return tuple(describe_spec(child, env_id) for child in spec)
-    if isinstance(spec, specs.DiscreteArray):
-        return layout.Discrete(int(spec.num_values))
-    if isinstance(spec, specs.Array):
-        return layout.Box(tuple(spec.shape), np.dtype(spec.dtype))
-    raise EnvError(f"{env_id}: observation spec {spec!r} is not supported; r2i supports dm_env Array specs")
-
-
-def action_converter(spec, env_id: str):
-    from dm_env import specs
-
-    if isinstance(spec, specs.DiscreteArray):
-        return layout.discrete_action([spec.num_values])
-    if isinstance(spec, specs.BoundedArray) and np.issubdtype(spec.dtype, np.floating):
-        low = np.broadcast_to(spec.minimum, spec.shape)
-        high = np.broadcast_to(spec.maximum, spec.shape)
-        return layout.continuous_action(low, high, env_id, shape=tuple(spec.shape), dtype=spec.dtype)
-    raise EnvError(
-        f"{env_id}: action spec {spec!r} is not supported; r2i supports DiscreteArray and bounded float specs"
-    )
-
-
 def _load(name: str, seed: int, options: dict):
     """Build the raw bsuite env for id `name`: SETTINGS[name] + options, with r2i's seed where bsuite takes one."""
     require("dm_env", f"the bsuite environment '{name}'", "bsuite", package="dm-env")
@@ -149,24 +121,26 @@ def _load(name: str, seed: int, options: dict):
         raise EnvError(f"bsuite:{name}: bsuite could not build it ({type(error).__name__}: {error})") from error
 
 
-class BsuiteEnv:
+class BsuiteEnv(DmEnvAdapter):
     """A bsuite (dm_env) environment as an r2i Env. `num_episodes`: bsuite's recommended experiment length."""
 
     def __init__(self, name: str, seed: int = 0, **options):
         self.env_id = f"bsuite:{name}"
         self._name, self._options = name, options
         self._experiment = name.partition("/")[0]
-        self._env = _load(name, seed, options)
+        self._setup(seed)
         self.num_episodes = int(getattr(self._env, "bsuite_num_episodes", 0))
-        self.obs_space, self._convert = layout.observation_converter(
-            describe_spec(self._env.observation_spec(), self.env_id), self.env_id
-        )
-        self.act_space, self._decode = action_converter(self._env.action_spec(), self.env_id)
         self._bonus_delay = discounting_chain_delay(name) if self._experiment == "discounting_chain" else 0
         self._chain_delay = 0
-        self._done = True
 
-    def _logs(self, reward: float, first: bool, last: bool, action=None) -> dict:
+    def _build(self, seed: int):
+        return _load(self._name, seed, self._options)
+
+    def _reseed(self, seed: int) -> None:  # bsuite envs cannot be reseeded in place; rebuild with the new seed
+        self._env = _load(self._name, seed, self._options)
+
+    def _logs(self, flags: dict, action) -> dict:
+        reward, first, last = float(flags["reward"]), bool(flags["is_first"]), bool(flags["is_last"])
         if self._experiment in ("memory_len", "memory_size"):
             return {"log_success": np.float32(last and reward > 0)}
         if self._experiment == "discounting_chain":
@@ -180,34 +154,6 @@ class BsuiteEnv:
                 "log_bonus_chain": np.float32(self._chain_delay == self._bonus_delay),
             }
         return {}
-
-    def _result(self, timestep, action=None) -> dict:
-        first, last = bool(timestep.first()), bool(timestep.last())
-        reward = 0.0 if timestep.reward is None else float(np.asarray(timestep.reward).reshape(()))
-        terminal = last and timestep.discount is not None and float(timestep.discount) == 0.0
-        result = self._convert(timestep.observation)
-        result.update(
-            reward=np.float32(reward), is_first=np.bool_(first), is_last=np.bool_(last), is_terminal=np.bool_(terminal)
-        )
-        result.update(self._logs(reward, first, last, action))
-        return result
-
-    def reset(self, seed: int | None = None) -> dict:
-        if seed is not None:  # bsuite envs cannot be reseeded in place; rebuild with the new seed
-            self._env = _load(self._name, seed, self._options)
-        self._done = False
-        return self._result(self._env.reset())
-
-    def step(self, action: np.ndarray) -> dict:
-        if self._done:
-            raise EnvError(f"{self.env_id}: step() called before reset() or after the episode ended; call reset()")
-        native = self._decode(action)
-        timestep = self._env.step(native)
-        self._done = bool(timestep.last())
-        return self._result(timestep, native)
-
-    def close(self) -> None:
-        self._env.close()
 
 
 def make_bsuite(name: str, seed: int = 0, **options) -> BsuiteEnv:

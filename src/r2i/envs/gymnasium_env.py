@@ -20,6 +20,9 @@ Text, Graph, Sequence, OneOf and other spaces → EnvError naming the space and 
 Numeric scalar entries of `info` (bool/int/float) are passed on as float32 `log_<name>` on the steps where the env
 reports them (cheap; nested or array entries are skipped).
 
+`advance(action)` / `observe()` split a step into the env step and the observation conversion (resizing), so that
+`action_repeat` converts only the observation it returns (see r2i.envs.wrappers).
+
 Seeding: the first `reset()` passes the construction seed to `env.reset(seed=...)`; later resets pass no seed, so the
 env's RNG continues and a sequence of episodes is reproducible from the one seed.
 """
@@ -106,6 +109,7 @@ class GymnasiumEnv:
             describe_space(env.observation_space, self.env_id), self.env_id
         )
         self.act_space, self._decode = action_converter(env.action_space, self.env_id)
+        self._obs = None  # the latest native observation, converted by observe()
         self._done = True
 
     @property
@@ -113,12 +117,13 @@ class GymnasiumEnv:
         """The Gymnasium env (for tests and debugging)."""
         return self._env
 
-    def _result(self, obs, reward, first: bool, last: bool, terminal: bool, info) -> dict:
-        result = self._convert(obs)
-        result["reward"] = np.float32(np.asarray(reward, np.float32).reshape(()))
-        result["is_first"] = np.bool_(first)
-        result["is_last"] = np.bool_(last)
-        result["is_terminal"] = np.bool_(terminal)
+    def _flags(self, reward, first: bool, last: bool, terminal: bool, info) -> dict:
+        result = {
+            "reward": np.float32(np.asarray(reward, np.float32).reshape(())),
+            "is_first": np.bool_(first),
+            "is_last": np.bool_(last),
+            "is_terminal": np.bool_(terminal),
+        }
         if self._log_info:
             result.update(info_logs(info))
         return result
@@ -127,17 +132,29 @@ class GymnasiumEnv:
         if seed is None and not self._seeded:
             seed = self._seed
         self._seeded = True
-        obs, info = self._env.reset(seed=seed)
+        self._obs, info = self._env.reset(seed=seed)
         self._done = False
-        return self._result(obs, 0.0, True, False, False, info)
+        flags = self._flags(0.0, True, False, False, info)
+        return {**self.observe(), **flags}
 
-    def step(self, action: np.ndarray) -> dict:
+    def advance(self, action: np.ndarray) -> dict:
+        """One step without converting the observation (for ActionRepeat; `observe()` converts it on demand)."""
         if self._done:
             raise EnvError(f"{self.env_id}: step() called before reset() or after the episode ended; call reset()")
-        obs, reward, terminated, truncated, info = self._env.step(self._decode(action))
+        self._obs, reward, terminated, truncated, info = self._env.step(self._decode(action))
         terminated, truncated = bool(terminated), bool(truncated)
         self._done = terminated or truncated
-        return self._result(obs, reward, False, self._done, terminated, info)
+        return self._flags(reward, False, self._done, terminated, info)
+
+    def observe(self) -> dict:
+        """The converted observation of the latest reset/step."""
+        if self._obs is None:
+            raise EnvError(f"{self.env_id}: observe() called before reset()")
+        return self._convert(self._obs)
+
+    def step(self, action: np.ndarray) -> dict:
+        flags = self.advance(action)
+        return {**self.observe(), **flags}
 
     def close(self) -> None:
         self._env.close()

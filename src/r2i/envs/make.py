@@ -7,6 +7,13 @@
 | `gym:<id>` or a bare `<id>`          | any registered Gymnasium env, e.g. `CartPole-v1`    | gymnasium  |
 | `popgym:<ClassName>`                 | any POPGym env class, e.g. `popgym:RepeatPreviousEasy` | popgym  |
 | `bsuite:<experiment>/<n>`            | a bsuite id, e.g. `bsuite:memory_len/12`            | bsuite     |
+| `dmc:<domain>-<task>`                | DeepMind Control from pixels, e.g. `dmc:walker-walk` | dmc       |
+| `memorymaze:<size>`                  | Memory Maze 9x9, 11x11, 13x13 or 15x15              | memorymaze |
+| `atari:<Game>`                       | an ALE game, e.g. `atari:Pong` (use action_repeat=4) | atari     |
+
+Every family understands the option `action_repeat=N` (default 1): each action is repeated for N env steps, rewards
+summed, stopping at the end of an episode (r2i.envs.wrappers.ActionRepeat); it is applied by `make_env`, not by the
+adapters. The presets set it where the benchmark protocol has one (atari100k: 4, dmc: 2).
 
 Gymnasium's own `module:Name-v0` syntax is written `gym:module:Name-v0` (a bare id's first `:` would be read as an
 r2i prefix). Adapter modules are imported only when their prefix is used, so the optional packages stay optional.
@@ -22,9 +29,10 @@ import numpy as np
 
 from r2i.envs.base import Env
 from r2i.envs.checks import validate_spaces
+from r2i.envs.wrappers import ActionRepeat, check_action_repeat
 from r2i.errors import ConfigError, EnvError, MissingExtraError
 
-PREFIXES = ("r2i", "gym", "popgym", "bsuite")
+PREFIXES = ("r2i", "gym", "popgym", "bsuite", "dmc", "memorymaze", "atari")
 
 
 def _factory(prefix: str):
@@ -40,6 +48,18 @@ def _factory(prefix: str):
         from r2i.envs.popgym_env import make_popgym
 
         return make_popgym
+    if prefix == "dmc":
+        from r2i.envs.dmc_env import make_dmc
+
+        return make_dmc
+    if prefix == "memorymaze":
+        from r2i.envs.memorymaze_env import make_memorymaze
+
+        return make_memorymaze
+    if prefix == "atari":
+        from r2i.envs.atari_env import make_atari
+
+        return make_atari
     from r2i.envs.bsuite_env import make_bsuite
 
     return make_bsuite
@@ -60,15 +80,17 @@ def _bare_id_hint(name: str) -> str:
 
 def make_env(env_id: str, seed: int = 0, **options: Any) -> Env:
     """Build the environment `env_id` (see the module table), seeded with `seed`; `options` go to the family's
-    constructor (built-in task options, `gymnasium.make` kwargs, POPGym constructor kwargs, bsuite kwargs).
+    constructor (built-in task options, `gymnasium.make` kwargs, POPGym constructor kwargs, bsuite kwargs, DMC /
+    Memory Maze / Atari options), except `action_repeat` (int >= 1, default 1), which wraps the env in ActionRepeat.
 
     Raises EnvError for unknown ids (with close matches), MissingExtraError when the family's package is not
-    installed, ConfigError for a bad seed.
+    installed, ConfigError for a bad seed or action_repeat.
     """
     if not isinstance(env_id, str) or not env_id.strip():
         raise ConfigError(f"environment id must be a non-empty string like 'r2i:memory_length/10', got {env_id!r}")
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
         raise ConfigError(f"environment seed must be an integer, got {seed!r}")
+    repeat = check_action_repeat(options.pop("action_repeat", 1))
     prefix, sep, name = env_id.partition(":")
     if not sep:
         prefix, name = "gym", env_id
@@ -89,6 +111,8 @@ def make_env(env_id: str, seed: int = 0, **options: Any) -> Env:
         if hint:
             raise EnvError(f"{error}{hint}") from None
         raise
+    if repeat > 1:
+        env = ActionRepeat(env, repeat)
     validate_spaces(env.obs_space, env.act_space, env_id)
     return env
 

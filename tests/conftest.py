@@ -1,0 +1,10 @@
+"""Test-session setup shared by all test modules."""
+
+import os
+import tempfile
+
+from r2i.runtime import enable_compilation_cache
+
+# JAX's persistent compilation cache, private to the test session unless R2I_CACHE_DIR says otherwise: identical
+# programs (several Trainers or Agents of one config) compile once and hit the cache afterwards.
+enable_compilation_cache(os.environ.get("R2I_CACHE_DIR") or tempfile.mkdtemp(prefix="r2i-test-jax-cache-"))

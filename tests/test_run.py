@@ -1,0 +1,167 @@
+"""The training system end to end: resume exactness, SIGKILL + resume, the CLI's errors, eval / load / plot / doctor."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import jax
+import numpy as np
+import pytest
+
+import r2i
+from r2i import cli
+from r2i import config as cfgmod
+from r2i.checkpoint import Checkpointer
+from r2i.run import Trainer, load_config
+
+# A tiny agent: the loop's properties do not depend on the model's size, and compiling stays cheap.
+TINY = {
+    "model.deter": 16, "model.hidden": 16, "model.stoch": 4, "model.classes": 4,
+    "model.ssm.units": 16, "model.ssm.state": 8, "model.ssm.blocks": 2, "model.ssm.layers": 1,
+    "model.encoder.units": 16, "model.decoder.units": 16, "model.reward_head.units": 16, "model.cont_head.units": 16,
+    "model.reward_bins": 31, "behavior.actor.units": 16, "behavior.critic.units": 16, "behavior.horizon": 3,
+    "run.batch_size": 2, "run.batch_length": 8, "run.train_ratio": 8, "run.prefill": 24, "run.log_every": 16,
+    "run.eval_every": 0, "run.eval_episodes": 0, "env.id": "r2i:memory_length/2", "env.num_envs": 2,
+    "replay.capacity": 10_000,
+}  # fmt: skip
+
+
+def tiny_config(logdir: Path, **overrides) -> cfgmod.Config:
+    return cfgmod.make_config("default", {**TINY, "logdir": str(logdir), **overrides})
+
+
+def _leaves(tree):
+    return [np.asarray(x) for x in jax.tree.leaves(tree)]
+
+
+def test_resume_is_exact(tmp_path):
+    """Same seed: N env steps straight through, or stopped half-way and resumed, give identical parameters."""
+    straight = Trainer(tiny_config(tmp_path / "a", **{"run.steps": 120}), quiet=True)
+    straight.run()
+    stopped = Trainer(tiny_config(tmp_path / "b", **{"run.steps": 60}), quiet=True)
+    stopped.run()
+    stopped.close()
+    resumed = Trainer(tiny_config(tmp_path / "b", **{"run.steps": 120}), quiet=True)
+    assert resumed.resumed and resumed.counters.env_steps == 60
+    resumed.run()
+    assert resumed.counters.updates == straight.counters.updates > 0
+    assert len(resumed.replay) == len(straight.replay)
+    for a, b in zip(_leaves(straight.state), _leaves(resumed.state)):
+        np.testing.assert_array_equal(a, b)
+    straight.close()
+    resumed.close()
+
+
+def test_resume_refuses_a_different_config(tmp_path):
+    config = tiny_config(tmp_path, **{"run.steps": 8})
+    Trainer(config, quiet=True).close()
+    changed = tiny_config(tmp_path, **{"run.steps": 8, "model.ssm.layers": 2})
+    with pytest.raises(cfgmod.ConfigError, match="model.ssm.layers"):
+        Trainer(changed, quiet=True)
+
+
+def _train_command(logdir: Path, steps: int) -> list[str]:
+    overrides = [f"{k}={v}" for k, v in TINY.items()]
+    return [sys.executable, "-m", "r2i.cli", "train", "--quiet", "--logdir", str(logdir), "--steps", str(steps),
+            "run.checkpoint_every=1", *overrides]
+
+
+def test_sigkill_then_resume_continues(tmp_path):
+    """Kill -9 a training process after it wrote a checkpoint; re-running the same command continues from it."""
+    logdir = tmp_path / "run"
+    proc = subprocess.Popen(_train_command(logdir, 100_000), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    checkpoints = Checkpointer(logdir / "checkpoints")
+    deadline = time.monotonic() + 240
+    try:
+        while (checkpoints.latest() or 0) < 100:
+            assert proc.poll() is None, proc.stderr.read().decode()
+            assert time.monotonic() < deadline, "no checkpoint written in time"
+            time.sleep(0.5)
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    saved = checkpoints.latest()
+    steps = saved + 80
+    done = subprocess.run(_train_command(logdir, steps), capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    assert result["env_steps"] == steps
+    records = [json.loads(line) for line in (logdir / "metrics.jsonl").read_text().splitlines() if line.strip()]
+    after = [r for r in records if r["step"] > saved and "progress/replay_steps" in r]
+    assert after, "no metrics written after the resume"
+    # The replay kept everything the killed run had stored at its checkpoint and grew from there.
+    assert after[0]["progress/replay_steps"] > saved
+    assert after[-1]["progress/updates"] > max(r.get("progress/updates", 0) for r in records if r["step"] <= saved)
+
+
+def _cli(args: list[str], capsys) -> tuple[int, str, str]:
+    code = cli.main(args)
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+def test_cli_rejects_unknown_key_with_nearest_name(capsys, tmp_path):
+    code, _, err = _cli(["train", "--logdir", str(tmp_path), "model.ssm.layer=3"], capsys)
+    assert code == 2 and "unknown config key 'model.ssm.layer'" in err and "model.ssm.layers" in err
+    code, _, err = _cli(["train", "--preset", "popgim"], capsys)
+    assert code == 2 and "did you mean 'popgym'" in err
+
+
+def test_cli_rejects_bad_values_and_envs(capsys, tmp_path):
+    code, _, err = _cli(["train", "--logdir", str(tmp_path), "--steps", "10", "model.ssm.state=10"], capsys)
+    assert code == 2 and "divisible by model.ssm.blocks" in err
+    code, _, err = _cli(["train", "--logdir", str(tmp_path / "x"), "--env", "r2i:memory_lenght/3"], capsys)
+    assert code == 2 and "memory_length" in err
+    assert "Traceback" not in err
+
+
+def test_missing_extra_is_one_line(capsys, monkeypatch):
+    import importlib.util
+
+    monkeypatch.setitem(sys.modules, "popgym", None)  # import fails …
+    real_find_spec = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "popgym" else real_find_spec(name, *a))
+    code, _, err = _cli(["check-env", "popgym:RepeatPreviousEasy"], capsys)  # … because it is not installed
+    assert code == 2 and "pip install 'r2i[popgym]'" in err and "Traceback" not in err
+
+
+def test_check_env_doctor_and_help_config(capsys):
+    code, out, _ = _cli(["check-env", "r2i:memory_length/3", "--episodes", "2"], capsys)
+    assert code == 0 and "vector" in out
+    code, out, _ = _cli(["doctor"], capsys)
+    assert code == 0 and "backend" in out and "RAM available" in out
+    code, out, _ = _cli(["train", "--help-config"], capsys)
+    assert code == 0 and "model.ssm.layers (int, default 2)" in out
+
+
+def test_load_eval_and_plot_a_run(tmp_path, capsys):
+    logdir = tmp_path / "run"
+    Trainer(tiny_config(logdir, **{"run.steps": 40}), quiet=True).run()
+    policy = r2i.load(logdir)
+    carry = policy.initial(3)
+    obs = {"vector": np.zeros((3, 4), np.float32), "is_first": np.ones(3, bool)}
+    action, carry = policy.act(obs, carry)
+    assert action.shape == (3, 2) and np.all(action.sum(-1) == 1)
+    assert load_config(logdir).run.steps == 40
+    code, out, _ = _cli(["eval", "--logdir", str(logdir), "--episodes", "4"], capsys)
+    assert code == 0 and json.loads(out)["eval/episodes"] == 4
+    png = tmp_path / "curves.png"
+    code, out, _ = _cli(["plot", str(logdir), "--out", str(png), "--keys", "episode/return"], capsys)
+    assert code == 0 and png.read_bytes()[:4] == b"\x89PNG"
+
+
+def test_nan_reward_env_gives_clear_error():
+    """An environment that returns NaN stops training with an error naming the key."""
+    from r2i.envs.checks import validate_step
+    from r2i.envs.base import Space
+    from r2i.errors import EnvError
+
+    obs = {"vector": np.zeros(3, np.float32), "reward": np.float32(np.nan), "is_first": np.bool_(False),
+           "is_last": np.bool_(False), "is_terminal": np.bool_(False)}
+    with pytest.raises(EnvError, match="reward"):
+        validate_step(obs, {"vector": Space((3,))}, "my-env", 5)
