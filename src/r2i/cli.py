@@ -72,6 +72,21 @@ def _check_env(args: argparse.Namespace, extra: list[str]) -> int:
     return 0
 
 
+def _sweep(args: argparse.Namespace, extra: list[str]) -> int:
+    from pathlib import Path
+
+    from r2i import config as cfgmod
+    from r2i import plot
+    from r2i.sweep import sweep
+
+    overrides = [f"{k}={v}" for k, v in cfgmod.parse_overrides(extra).items()]
+    csv_path = Path(args.csv or f"benchmarks/results/{args.suite}.csv")
+    sweep(args.suite, args.settings.split(","), args.models.split(","), [int(s) for s in args.seeds.split(",")],
+          preset=args.preset, root=Path(args.root), csv_path=csv_path, jobs=args.jobs, extra=overrides)
+    print(plot.plot_sweep(csv_path, csv_path.with_suffix(".png")))
+    return 0
+
+
 def _bench_scan(args: argparse.Namespace, extra: list[str]) -> int:
     from r2i.bench import scan
     from r2i.bench.common import parse_ints
@@ -133,6 +148,22 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("--episodes", type=int, default=3, help="random-action episodes to run")
     check.add_argument("--seed", type=int, default=0, help="env seed")
     check.set_defaults(handler=_check_env, extra_ok=True)
+
+    sweep = commands.add_parser(
+        "sweep",
+        help="memory sweeps (BSuite memory_len / discounting_chain, POPGym), S3M vs GRU; resumable",
+        description="Run `r2i train` for every (setting, model, seed), skipping finished runs and resuming interrupted "
+        "ones; append a row per run to the CSV and redraw its figure. Extra key=value overrides apply to every run.",
+    )
+    sweep.add_argument("--suite", required=True, help="memory_len, discounting_chain or popgym")
+    sweep.add_argument("--settings", required=True, help="memory lengths, delays (1,3,10,30,100) or POPGym env names")
+    sweep.add_argument("--models", default="s3m,gru", help="sequence models")
+    sweep.add_argument("--seeds", default="0,1", help="seeds")
+    sweep.add_argument("--preset", default="bsuite_cpu", help="preset every run starts from")
+    sweep.add_argument("--jobs", type=int, default=1, help="runs in parallel processes")
+    sweep.add_argument("--root", default="benchmarks/runs", help="directory of the run directories")
+    sweep.add_argument("--csv", help="results CSV (default benchmarks/results/<suite>.csv)")
+    sweep.set_defaults(handler=_sweep, extra_ok=True)
 
     bench = commands.add_parser("bench", help="benchmarks that print JSON lines")
     benches = bench.add_subparsers(dest="bench", required=True, metavar="BENCH")

@@ -1,6 +1,6 @@
 """Typed configuration: dataclasses with a one-line doc per field, YAML presets, dotted overrides, validation.
 
-A configuration is built as: dataclass defaults (the small CPU preset) ← preset YAML (`src/r2i/presets/NAME.yaml`)
+A configuration is built as: dataclass defaults (DreamerV3 / R2I algorithm settings at small sizes) ← preset YAML (`src/r2i/presets/NAME.yaml`)
 ← command-line overrides (`--model.ssm.layers 5` or `model.ssm.layers=5`). Unknown keys are rejected with the nearest
 valid name; every value is converted to the field's type.
 """
@@ -128,7 +128,7 @@ class ReplayConfig:
 
 @dataclass
 class RunConfig:
-    steps: int = opt(40_000, "env steps to train for (summed over envs)")
+    steps: int = opt(12_000, "env steps to train for (summed over envs)")
     train_ratio: float = opt(512.0, "replayed steps per env step (one update replays batch_size·batch_length)")
     batch_size: int = opt(16, "B: sequences per update")
     batch_length: int = opt(64, "L: steps per sequence")
@@ -291,15 +291,21 @@ def preset_names() -> list[str]:
     return sorted(f.name[: -len(".yaml")] for f in files if f.name.endswith(".yaml"))
 
 
-def load_preset(name: str) -> dict[str, Any]:
-    """The flat overrides of a preset."""
+def load_preset(name: str, _seen: tuple[str, ...] = ()) -> dict[str, Any]:
+    """The flat overrides of a preset; a preset may start from another with a top-level `base: NAME`."""
     names = preset_names()
     if name not in names:
         close = difflib.get_close_matches(name, names, n=1)
         hint = f"; did you mean '{close[0]}'?" if close else ""
         raise ConfigError(f"unknown preset '{name}'{hint} (available: {', '.join(names)})")
+    if name in _seen:
+        raise ConfigError(f"presets {' → '.join(_seen + (name,))} form a cycle of `base:` references")
     text = importlib.resources.files("r2i.presets").joinpath(f"{name}.yaml").read_text()
-    return flatten(yaml.safe_load(text) or {})
+    tree = yaml.safe_load(text) or {}
+    base = tree.pop("base", None)
+    flat = load_preset(base, _seen + (name,)) if base else {}
+    flat.update(flatten(tree))
+    return flat
 
 
 def parse_overrides(args: list[str]) -> dict[str, str]:

@@ -4,8 +4,8 @@ Glossary (the units every counter and config field uses):
 
 * **env step** — one call of one environment's `step`; `run.steps`, `run.prefill`, `run.log_every` and
   `run.eval_every` count env steps summed over all training envs (4 envs stepping once = 4 env steps).
-* **policy step** — one call of the agent's policy for all envs at once (= env steps / env.num_envs; with an action
-  repeat, a policy step would cover several env frames — the adapters here have none).
+* **policy step** — one call of the agent's policy for all envs at once (= env steps / env.num_envs). With
+  `env.options.action_repeat` = k, one env step covers k frames of the underlying environment (Atari: 4, DMC: 2).
 * **update** — one call of `Agent.train` on a batch of B sequences of L steps.
 * **replayed step** — one of the B·L steps an update trains on; `run.train_ratio` = replayed steps per env step, so
   updates per env step = train_ratio / (B·L).
@@ -213,7 +213,9 @@ class Trainer:
         train_metrics, episodes = Aggregator("train"), Aggregator("episode")
         last_save = time.monotonic()
         session_start = time.monotonic() - self.counters.wall_s
-        bar = tqdm.tqdm(total=cfg.steps, initial=self.counters.env_steps, unit="step", disable=self.quiet,
+        # A live progress bar on a terminal; a plain line per log interval when the output goes to a file.
+        interactive = sys.stderr.isatty() and not self.quiet
+        bar = tqdm.tqdm(total=cfg.steps, initial=self.counters.env_steps, unit="step", disable=not interactive,
                         dynamic_ncols=True, smoothing=0.05)
         rate = {"steps": self.counters.env_steps, "updates": self.counters.updates, "time": time.monotonic()}
         with GracefulExit() as stop:
@@ -231,6 +233,8 @@ class Trainer:
                     self.counters.wall_s = time.monotonic() - session_start
                     logged = self._log(train_metrics, episodes, rate)
                     bar.set_postfix_str(_postfix(logged), refresh=False)
+                    if not interactive and not self.quiet:
+                        print(f"r2i: step {self.counters.env_steps:,}/{cfg.steps:,} {_postfix(logged)}", flush=True)
                 if cfg.eval_every and self.counters.env_steps >= self.counters.next_eval:
                     self.counters.next_eval = self.counters.env_steps + cfg.eval_every
                     if self.counters.env_steps >= cfg.prefill:
@@ -283,16 +287,17 @@ class Trainer:
 
 
 def evaluate(agent: Agent, params, config: Config, episodes: int, mode: str, key) -> dict:
-    """Mean return, length and (if the env logs it) success over `episodes` episodes in fresh evaluation envs."""
+    """Mean return, length and every `log_*` value at episode end (e.g. eval/success) over `episodes` episodes run in
+    fresh evaluation envs (seeds disjoint from the training envs')."""
     env = config.env
     num = max(1, min(env.eval_envs, episodes))
     specs = make_specs(env.id, num, config.seed + EVAL_SEED_OFFSET, **env.options)
-    returns, lengths, successes = [], [], []
+    finished: list[dict] = []
     with VectorDriver(specs, env.parallel) as driver:
         obs = driver.reset()
         carry = agent.initial(num)
         ret, length = np.zeros(num), np.zeros(num, np.int64)
-        started = num  # episodes begun so far; envs beyond the budget are ignored once they finish
+        started = num  # episodes begun so far; an env whose episode would exceed the budget stops counting
         active = np.ones(num, bool)
         while active.any():
             key, sub = jax.random.split(key)
@@ -301,19 +306,17 @@ def evaluate(agent: Agent, params, config: Config, episodes: int, mode: str, key
             ret += obs["reward"] * active
             length += active & ~obs["is_first"]
             for i in np.flatnonzero(obs["is_last"] & active):
-                returns.append(ret[i])
-                lengths.append(length[i])
-                if "log_success" in obs:
-                    successes.append(float(obs["log_success"][i]))
+                logs = {k[len("log_"):]: float(v[i]) for k, v in obs.items() if k.startswith("log_")}
+                finished.append({"return": ret[i], "length": length[i], **logs})
                 ret[i], length[i] = 0.0, 0
                 if started < episodes:
                     started += 1
                 else:
                     active[i] = False
-    out = {"eval/return": float(np.mean(returns)), "eval/length": float(np.mean(lengths)),
-           "eval/episodes": len(returns)}
-    if successes:
-        out["eval/success"] = float(np.mean(successes))
+    out = {"eval/episodes": len(finished)}
+    for name in {k for episode in finished for k in episode}:
+        values = np.array([e[name] for e in finished if name in e], np.float64)
+        out[f"eval/{name}"] = float(np.nanmean(values)) if np.isfinite(values).any() else float("nan")
     return out
 
 

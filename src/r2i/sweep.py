@@ -1,0 +1,146 @@
+"""`r2i sweep`: the memory experiments of R2I (BSuite memory_len and discounting_chain, POPGym), S3M vs GRU.
+
+Every run is one `r2i train` process with its own run directory under `<root>/<suite>/<setting>/<model>/seed<k>`,
+so a sweep is resumable at two levels: finished runs (a `result.json`) are skipped, and an interrupted run resumes
+from its last checkpoint. Runs can go on in parallel processes (`--jobs`). Each finished run appends one row to the
+CSV: `suite,setting,model,seed,env_steps,success,wall_s`.
+
+Success (the `success` column), from the final evaluation of `--eval-episodes` greedy episodes after training:
+
+* memory_len: fraction of the episodes answered correctly;
+* discounting_chain: fraction of the episodes in which the agent chose the chain that pays 1.1 (the bonus chain);
+* popgym: the mean normalised episode return in [−1, 1] (POPGym's own score; 1 = perfect).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import os
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+COLUMNS = ("suite", "setting", "model", "seed", "env_steps", "success", "wall_s")
+DISCOUNTING_DELAYS = (1, 3, 10, 30, 100)
+
+
+@dataclass(frozen=True)
+class Run:
+    suite: str
+    setting: str
+    model: str
+    seed: int
+    overrides: tuple[str, ...]
+
+    def logdir(self, root: Path) -> Path:
+        return root / self.suite / self.setting / self.model / f"seed{self.seed}"
+
+
+def memory_len_overrides(length: int, tokens: int = 1024) -> list[str]:
+    """bsuite memory_len with `length` memory steps; windows long enough to hold an episode (N + 2 steps) twice,
+    at a constant B·L = `tokens` so that the cost per update stays the same."""
+    batch_length = max(64, 2 ** math.ceil(math.log2(2 * (length + 2))))
+    return [
+        "env.id=bsuite:memory_len/0",
+        f"env.options={{memory_length: {length}}}",
+        f"run.batch_length={batch_length}",
+        f"run.batch_size={max(1, tokens // batch_length)}",
+    ]
+
+
+def discounting_chain_overrides(delay: int, seed: int) -> list[str]:
+    """The bsuite id whose bonus chain has this delay: mapping_seed n pays 1.1 on chain n % 5; seeds pick n + 5k."""
+    if delay not in DISCOUNTING_DELAYS:
+        raise ValueError(f"discounting_chain delays are {DISCOUNTING_DELAYS}, got {delay}")
+    index = DISCOUNTING_DELAYS.index(delay) + 5 * (seed % 4)
+    return [f"env.id=bsuite:discounting_chain/{index}"]
+
+
+def plan(suite: str, settings: list[str], models: list[str], seeds: list[int], extra: list[str]) -> list[Run]:
+    runs = []
+    for setting in settings:
+        for model in models:
+            for seed in seeds:
+                if suite == "memory_len":
+                    overrides = memory_len_overrides(int(setting))
+                elif suite == "discounting_chain":
+                    overrides = discounting_chain_overrides(int(setting), seed)
+                elif suite == "popgym":
+                    overrides = [f"env.id=popgym:{setting}"]
+                else:
+                    raise ValueError(f"--suite must be memory_len, discounting_chain or popgym, got {suite!r}")
+                overrides += [f"model.sequence={model}", f"seed={seed}", *extra]
+                runs.append(Run(suite, str(setting), model, seed, tuple(overrides)))
+    return runs
+
+
+def success_of(suite: str, result: dict) -> float:
+    if suite == "memory_len":
+        return result["eval/success"]
+    if suite == "discounting_chain":
+        return result["eval/bonus_chain"]
+    return result["eval/return"]
+
+
+def _append_row(csv_path: Path, row: dict) -> None:
+    new = not csv_path.exists()
+    csv_path.parent.mkdir(parents=True, exist_ok=True)
+    with open(csv_path, "a", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=COLUMNS)
+        if new:
+            writer.writeheader()
+        writer.writerow(row)
+
+
+def _recorded(csv_path: Path) -> set[tuple[str, str, str, int]]:
+    if not csv_path.exists():
+        return set()
+    with open(csv_path) as f:
+        return {(r["suite"], r["setting"], r["model"], int(r["seed"])) for r in csv.DictReader(f)}
+
+
+def execute(run: Run, root: Path, preset: str, env: dict) -> dict:
+    """Train (or resume, or skip) one run; returns its result dict."""
+    logdir = run.logdir(root)
+    result_path = logdir / "result.json"
+    if not result_path.exists():
+        cmd = [sys.executable, "-m", "r2i.cli", "train", "--quiet", "--preset", preset, "--logdir", str(logdir),
+               *run.overrides]
+        logdir.mkdir(parents=True, exist_ok=True)
+        with open(logdir / "train.log", "a") as log:
+            proc = subprocess.run(cmd, stdout=log, stderr=subprocess.STDOUT, env=env)
+        if proc.returncode:
+            raise RuntimeError(f"run {logdir} failed with exit code {proc.returncode}; see {logdir / 'train.log'}")
+    return json.loads(result_path.read_text())
+
+
+def sweep(suite: str, settings: list[str], models: list[str], seeds: list[int], *, preset: str, root: Path,
+          csv_path: Path, jobs: int = 1, extra: list[str] = ()) -> list[dict]:
+    """Run every (setting, model, seed) not yet in the CSV, `jobs` at a time, appending rows as runs finish."""
+    runs = plan(suite, settings, models, seeds, list(extra))
+    done = _recorded(csv_path)
+    todo = [r for r in runs if (r.suite, r.setting, r.model, r.seed) not in done]
+    print(f"r2i sweep: {len(runs)} runs, {len(runs) - len(todo)} already in {csv_path}, {len(todo)} to go "
+          f"({jobs} at a time); runs under {root}", flush=True)
+    env = dict(os.environ)
+    rows = []
+
+    def one(run: Run) -> dict:
+        start = time.time()
+        result = execute(run, root, preset, env)
+        row = dict(suite=run.suite, setting=run.setting, model=run.model, seed=run.seed,
+                   env_steps=result["env_steps"], success=round(success_of(run.suite, result), 4),
+                   wall_s=round(result.get("wall_s", time.time() - start), 1))
+        _append_row(csv_path, row)
+        print(f"r2i sweep: {json.dumps(row)}", flush=True)
+        return row
+
+    with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
+        for row in pool.map(one, todo):
+            rows.append(row)
+    return rows
