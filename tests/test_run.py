@@ -123,7 +123,9 @@ def test_cli_rejects_bad_values_and_envs(capsys, tmp_path):
 def test_missing_extra_is_one_line(capsys, monkeypatch):
     import importlib.util
 
-    monkeypatch.setitem(sys.modules, "popgym", None)  # import fails …
+    for name in [m for m in sys.modules if m == "popgym" or m.startswith("popgym.")]:
+        monkeypatch.delitem(sys.modules, name)  # forget an import done by other tests …
+    monkeypatch.setitem(sys.modules, "popgym", None)  # … so that importing fails …
     real_find_spec = importlib.util.find_spec
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "popgym" else real_find_spec(name, *a))
     code, _, err = _cli(["check-env", "popgym:RepeatPreviousEasy"], capsys)  # … because it is not installed
