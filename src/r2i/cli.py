@@ -27,6 +27,10 @@ def _train(args: argparse.Namespace, extra: list[str]) -> int:
 
     result = train(config, force=args.force, quiet=args.quiet)
     print(json.dumps({k: v for k, v in result.items() if not k.startswith("train/")}))
+    if result["stopped_early"]:
+        print(f"r2i: stopped at env step {result['env_steps']:,}; run the same command again to resume "
+              f"(--logdir {config.logdir})", file=sys.stderr)
+        return 130
     return 0
 
 

@@ -342,8 +342,10 @@ def train(config: Config, *, force: bool = False, quiet: bool = False) -> dict:
         result["env_steps"] = trainer.counters.env_steps
         result["updates"] = trainer.counters.updates
         result["wall_s"] = trainer.counters.wall_s
-        with open(Path(config.logdir) / "result.json", "w") as f:
-            json.dump(result, f, indent=1)
+        if not result["stopped_early"]:  # result.json marks a finished run (the sweep skips those)
+            tmp = Path(config.logdir) / "result.json.tmp"
+            tmp.write_text(json.dumps(result, indent=1))
+            tmp.replace(Path(config.logdir) / "result.json")
         return result
     finally:
         trainer.close()
