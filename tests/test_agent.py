@@ -27,6 +27,7 @@ import pytest
 
 from r2i import dists
 from r2i.agent import GROUPS, Agent, make_optimizer
+from r2i.behavior import Actor
 from r2i.config import OptimConfig, make_config
 from r2i.envs.base import ActionSpace, Space
 
@@ -666,3 +667,26 @@ def test_policy_carry_resets_at_episode_start(make_agent, sequence, act):
     diff = max(float(np.abs(np.asarray(x) - np.asarray(y)).max())
                for x, y in zip(jax.tree.leaves(carries_nr[0]), jax.tree.leaves(fresh_nr[0])))
     assert diff > 1e-3
+
+
+def test_chunked_imagination_equals_one_rollout(make_agent, make_batch, monkeypatch):
+    """behavior.imag_chunk only changes how the starts are scheduled: with deterministic sampling, the losses and
+    metrics equal those of one rollout over all starts (the actor's discrete sample and the latents are the modes)."""
+    deterministic_sampler(monkeypatch)
+    monkeypatch.setattr(Actor, "__call__", _greedy_actor(Actor.__call__))
+    whole = make_agent("s3m", "vector", "discrete")
+    chunked = make_agent("s3m", "vector", "discrete", **{"behavior.imag_chunk": 3})
+    state = whole.init(jax.random.key(0))
+    params = perturb(state.params, jax.random.key(1))
+    batch = make_batch(whole, 2, 6, seed=5)  # 12 starts = 4 chunks of 3
+    retnorm = jnp.zeros((2,), jnp.float32)
+    out = [jax.jit(a._loss_terms)(params, params["critic"], retnorm, batch, jax.random.key(2)) for a in (whole, chunked)]
+    (losses_a, retnorm_a, metrics_a), (losses_b, retnorm_b, metrics_b) = out
+    assert_trees_close(losses_a, losses_b, rtol=1e-5, atol=1e-6, what="losses")
+    assert_trees_close(metrics_a, metrics_b, rtol=1e-5, atol=1e-6, what="metrics")
+    np.testing.assert_allclose(np.asarray(retnorm_a), np.asarray(retnorm_b), rtol=1e-5, atol=1e-6)
+
+
+def _greedy_actor(call):
+    """The actor's call with mode='greedy' forced (imagination samples otherwise)."""
+    return lambda self, features, key, mode="sample": call(self, features, key, "greedy")

@@ -12,6 +12,7 @@ critic losses, is differentiated once; stop-gradients make each loss reach only 
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import jax
@@ -231,7 +232,20 @@ class Agent:
             start = jax.tree.map(lambda v: v[pick], start)
             cont0 = cont0[pick]
         actor, critic = self.actor(params), self.critic(params["critic"])
-        traj = imagine(frozen, actor, critic, self.critic(slow_critic), start, cfg.horizon, k_img, self.policy_inputs)
+        rollout = functools.partial(imagine, frozen, actor, critic, self.critic(slow_critic), horizon=cfg.horizon,
+                                    policy_inputs=self.policy_inputs)
+        n = start["z"].shape[0]
+        if cfg.imag_chunk and n > cfg.imag_chunk and n % cfg.imag_chunk == 0:
+            # Roll out the starts in chunks, one after the other: the same work, with working sets that stay in the
+            # CPU's caches (measured by `r2i bench train`).
+            chunks = n // cfg.imag_chunk
+            split = jax.tree.map(lambda v: v.reshape((chunks, cfg.imag_chunk) + v.shape[1:]), start)
+            traj = jax.lax.map(lambda args: rollout(args[0], key=args[1]), (split, jax.random.split(k_img, chunks)))
+            # (chunks, H, chunk, …) → (H, N, …); last_value (chunks, chunk) → (N,)
+            traj = {k: jnp.moveaxis(v, 0, 1).reshape((cfg.horizon, n) + v.shape[3:]) if k != "last_value"
+                    else v.reshape((n,)) for k, v in traj.items()}
+        else:
+            traj = rollout(start, key=k_img)
         value = jnp.concatenate([traj["value"], traj["last_value"][None]], 0)
         cont = jnp.concatenate([cont0[None], traj["cont"]], 0)
         returns = lambda_returns(traj["reward"], traj["cont"], value, cfg.discount, cfg.lam)

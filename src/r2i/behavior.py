@@ -73,7 +73,8 @@ class Critic(nnx.Module):
         return dists.twohot_mean(self(features), dists.twohot_bins(self.bins))
 
 
-def imagine(frozen, actor: Actor, critic: Critic, slow: Critic, start: dict, horizon: int, key, policy_inputs: str):
+def imagine(frozen, actor: Actor, critic: Critic, slow: Critic, start: dict, *, horizon: int, key,
+            policy_inputs: str):
     """Roll the prior forward for `horizon` steps from every start state, acting with the actor.
 
     Everything that reads a state (actor, critic, slow critic, reward and continue heads) runs inside the scan, on

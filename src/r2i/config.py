@@ -97,6 +97,7 @@ class BehaviorConfig:
     retnorm_low: float = opt(0.05, "lower return percentile")
     retnorm_high: float = opt(0.95, "upper return percentile")
     imag_starts: int = opt(0, "imagination starts per update: 0 = every posterior state of the batch (B·L)")
+    imag_chunk: int = opt(0, "roll out the starts in chunks of this many (same maths, smaller working sets); 0 = all at once")
 
 
 @dataclass
