@@ -115,7 +115,6 @@ class Agent:
         self.critic_graph = nnx.split(critic)[0]
         self.feature_size = wm.seq.feature_size(self.policy_inputs)
         self._abstract_seq = wm.seq  # its `initial` needs only sizes
-        self._abstract_params = self._split(wm, actor, critic)
         self.tx = make_optimizer(optim)
         self.devices = jax.devices()
         self.mesh = Mesh(np.array(self.devices), ("data",)) if len(self.devices) > 1 else None
@@ -145,15 +144,20 @@ class Agent:
 
     def init(self, key: jax.Array) -> TrainState:
         """Fresh parameters, optimiser states, slow critic = critic, return-normaliser state zeros."""
+        state = self._init(key)
+        return self.replicate(state)
+
+    @functools.partial(jax.jit, static_argnums=0)
+    def _init(self, key: jax.Array) -> TrainState:
+        # Jitted: building the modules op by op in Python took seconds (the image encoder most).
         params = self._split(*self._build(key))
-        state = TrainState(
+        return TrainState(
             params=params,
             slow_critic=jax.tree.map(jnp.copy, params["critic"]),
             opt_state=self.tx.init(params),
             retnorm=jnp.zeros((2,), jnp.float32),
             step=jnp.zeros((), jnp.int32),
         )
-        return self.replicate(state)
 
     def abstract_state(self) -> TrainState:
         """Shapes and dtypes of a TrainState (for restoring checkpoints)."""
