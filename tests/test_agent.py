@@ -675,10 +675,10 @@ def test_chunked_imagination_equals_one_rollout(make_agent, make_batch, monkeypa
     deterministic_sampler(monkeypatch)
     monkeypatch.setattr(Actor, "__call__", _greedy_actor(Actor.__call__))
     whole = make_agent("s3m", "vector", "discrete")
-    chunked = make_agent("s3m", "vector", "discrete", **{"behavior.imag_chunk": 3})
+    chunked = make_agent("s3m", "vector", "discrete", **{"behavior.imag_chunk": 4})
     state = whole.init(jax.random.key(0))
     params = perturb(state.params, jax.random.key(1))
-    batch = make_batch(whole, 2, 6, seed=5)  # 12 starts = 4 chunks of 3
+    batch = make_batch(whole, 2, 6, seed=5)  # 12 starts = 3 chunks of 4
     retnorm = jnp.zeros((2,), jnp.float32)
     out = [jax.jit(a._loss_terms)(params, params["critic"], retnorm, batch, jax.random.key(2)) for a in (whole, chunked)]
     (losses_a, retnorm_a, metrics_a), (losses_b, retnorm_b, metrics_b) = out

@@ -236,8 +236,9 @@ class Agent:
             start = jax.tree.map(lambda v: v[pick], start)
             cont0 = cont0[pick]
         actor, critic = self.actor(params), self.critic(params["critic"])
-        rollout = functools.partial(imagine, frozen, actor, critic, self.critic(slow_critic), horizon=cfg.horizon,
-                                    policy_inputs=self.policy_inputs)
+        frozen_critic = self.critic(sg(params["critic"]))
+        rollout = functools.partial(imagine, frozen, actor, critic, frozen_critic, self.critic(slow_critic),
+                                    horizon=cfg.horizon, policy_inputs=self.policy_inputs)
         n = start["z"].shape[0]
         if cfg.imag_chunk and n > cfg.imag_chunk and n % cfg.imag_chunk == 0:
             # Roll out the starts in chunks, one after the other: the same work, with working sets that stay in the
@@ -265,7 +266,7 @@ class Agent:
         bins = dists.twohot_bins(critic.bins)
         logits = traj["critic_logits"]
         critic_loss = dists.twohot_nll(logits, sg(returns), bins) + cfg.slow_reg * dists.twohot_nll(
-            logits, sg(value[:-1]), bins
+            logits, sg(traj["slow_value"]), bins
         )
         critic_loss = jnp.mean(weights * critic_loss)
         n = start["z"].shape[0]
@@ -280,6 +281,7 @@ class Agent:
             "actor/advantage_abs": jnp.abs(advantage).mean(),
             "critic/loss": critic_loss,
             "critic/value_mean": value.mean(),
+            "critic/slow_value_mean": traj["slow_value"].mean(),
             "imagine/reward_mean": traj["reward"].mean(),
             "imagine/cont_mean": cont.mean(),
         })

@@ -73,46 +73,58 @@ class Critic(nnx.Module):
         return dists.twohot_mean(self(features), dists.twohot_bins(self.bins))
 
 
-def imagine(frozen, actor: Actor, critic: Critic, slow: Critic, start: dict, *, horizon: int, key,
-            policy_inputs: str):
+def imagine(
+    frozen, actor: Actor, critic: Critic, frozen_critic: Critic, slow: Critic, start: dict, *, horizon: int, key,
+    policy_inputs: str,
+):
     """Roll the prior forward for `horizon` steps from every start state, acting with the actor.
 
     Everything that reads a state (actor, critic, slow critic, reward and continue heads) runs inside the scan, on
-    N rows at a time, so the trajectory of states (h, z, x) is never stored and no head runs twice; the backward pass
-    reuses the actor's and critic's forward activations of the scan.
+    N rows at a time, so the trajectory of states (h, z, x) is never stored and no head runs twice.
 
     Args:
       frozen: the world model with stop-gradient parameters.
+      critic: the critic being trained (its logits at sg(s_t) feed the critic loss).
+      frozen_critic: the same critic with stop-gradient parameters (values for continuous actions, see below).
+      slow: the slow critic (EMA), the target of the critic's regulariser.
       start: imagination state with leading axis N (see `sequence.py`), already stop-gradient.
     Returns a dict of (H, N) arrays over t = 0 … H−1 (values at s_t, rewards and continues at s_{t+1}):
-      "logp", "entropy" of a_t; "critic_logits" (H, N, K) of the critic at sg(s_t); "value" slow critic at s_t;
-      "reward" r̂_{t+1}; "cont" ĉ_{t+1}; plus "last_value" (N,), the slow critic at s_H.
-    For discrete actions the dynamics see sg(a_t): REINFORCE needs no gradient through the model, and cutting it keeps
-    the backward pass to the actor and critic. For continuous actions the gradient flows through the dynamics.
+      "logp", "entropy" of a_t; "critic_logits" (H, N, K) at sg(s_t); "value" the critic's value of s_t, which
+      bootstraps the λ-returns and is the advantage baseline (DreamerV3); "slow_value" the slow critic's;
+      "reward" r̂_{t+1}; "cont" ĉ_{t+1}; plus "last_value" (N,), the critic's value of s_H.
+    The actor reads sg(s_t), as in DreamerV3. Discrete actions: the dynamics see sg(a_t) (REINFORCE needs no gradient
+    through the model, and cutting it keeps the backward pass to the actor and critic) and the values are those of the
+    critic's logits, stop-gradient. Continuous actions: the gradient flows from the returns through rewards, continues
+    and the (frozen) critic's values into the dynamics and on to the actions.
     """
     seq = frozen.seq
+
+    def value_of(features, logits):
+        if actor.discrete:  # the critic's forward pass of the scan, reused
+            return dists.twohot_mean(sg(logits), dists.twohot_bins(critic.bins))
+        return frozen_critic.mean(features)
 
     # Rematerialise the actor and critic in the backward pass except their matmul outputs: the element-wise
     # activations (LayerNorm, SiLU) of 15 × N rows would otherwise be kept, several GB at N = 4096.
     @functools.partial(jax.checkpoint, policy=jax.checkpoint_policies.dots_with_no_batch_dims_saveable)
     def learners(features, key_act):
         action, logp, entropy = actor(features, key_act)
-        # Discrete: the features carry no gradient, so the critic reads the same arrays (one saved copy, not two).
-        critic_in = features if actor.discrete else [sg(f) for f in features]
-        return action, logp, entropy, critic(critic_in)
+        return action, logp, entropy, critic(features)
 
     def step(state, key_t):
         k_act, k_dyn = jax.random.split(key_t)
         features = seq.policy_features(state, policy_inputs)
-        action, logp, entropy, critic_logits = learners(features, k_act)
-        out = {"logp": logp, "entropy": entropy, "critic_logits": critic_logits, "value": slow.mean(features)}
+        action, logp, entropy, logits = learners([sg(f) for f in features], k_act)
+        out = {"logp": logp, "entropy": entropy, "critic_logits": logits, "value": value_of(features, logits),
+               "slow_value": slow.mean([sg(f) for f in features])}
         nxt = seq.imagine_step(state, sg(action) if actor.discrete else action, k_dyn)
         out["reward"] = frozen.reward_mean(nxt["h"], nxt["z"])
         out["cont"] = frozen.cont_prob(nxt["h"], nxt["z"])
         return nxt, out
 
     last, out = jax.lax.scan(step, start, jax.random.split(key, horizon))
-    out["last_value"] = slow.mean(seq.policy_features(last, policy_inputs))
+    features = seq.policy_features(last, policy_inputs)
+    out["last_value"] = frozen_critic.mean(features if not actor.discrete else [sg(f) for f in features])
     return out
 
 

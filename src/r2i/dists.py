@@ -47,7 +47,8 @@ def onehot_sample(key: jax.Array, logp: jax.Array) -> jax.Array:
     """
     probs = jnp.exp(logp.astype(jnp.float32))
     classes = logp.shape[-1]
-    cdf = probs @ jnp.triu(jnp.ones((classes, classes), jnp.float32))
+    # Full precision: TF32 / bfloat16 matmul passes on accelerators would perturb the sampling probabilities.
+    cdf = jnp.matmul(probs, jnp.triu(jnp.ones((classes, classes), jnp.float32)), precision=jax.lax.Precision.HIGHEST)
     u = jax.random.uniform(key, logp.shape[:-1] + (1,), jnp.float32) * cdf[..., -1:]
     index = jnp.sum(cdf < u, -1)
     onehot = jax.nn.one_hot(index, classes, dtype=jnp.float32)

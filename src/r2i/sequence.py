@@ -14,9 +14,9 @@ Both offer:
 * `imagine_step(state, action, key)` → next state from the prior: state as from `start`, action (N, A).
 * `policy_features(state, kind)` → list of arrays that the actor and critic read (see `feature_size`).
 
-At an episode start (is_first_t) the previous latent and action are replaced by zeros and the recurrent state by the
-initial state (S3M: x_init inside the scan, GRU: tanh of a learned vector or zeros), identically in `observe`,
-`observe_step` and therefore in training and acting.
+At an episode start (is_first_t) the model starts from its initial state, identically in `observe` and
+`observe_step` and therefore in training and acting: S3M replaces the previous latent and action by zeros and the
+SSM state by x_init (inside the scan); the GRU uses DreamerV3's initial state (h0, the prior's mode at h0, action 0).
 """
 
 from __future__ import annotations
@@ -29,9 +29,6 @@ from r2i import dists
 from r2i.config import ModelConfig
 from r2i.nets import MLP, Dense
 from r2i.ssm import S5Stack
-
-POLICY_INPUTS = ("output", "hidden", "full")
-
 
 def _mask(x: jax.Array, is_first: jax.Array) -> jax.Array:
     """Zero x (..., F) where is_first (...) is set."""
@@ -138,7 +135,9 @@ class S3M(_Latent):
 
 class RSSM(_Latent):
     """DreamerV3's recurrent state-space model with a LayerNorm GRU: h_t = GRU(h_{t−1}, MLP(z_{t−1}, a_{t−1})),
-    posterior q(z_t | h_t, o_t), prior p(ẑ_t | h_t). Sequential by construction (the posterior reads h_t)."""
+    posterior q(z_t | h_t, o_t), prior p(ẑ_t | h_t). Sequential by construction (the posterior reads h_t).
+    An episode starts from DreamerV3's initial state (h0 = tanh of a learned vector or zeros, z0 = the prior's mode
+    at h0, previous action zeros)."""
 
     def __init__(self, cfg: ModelConfig, embed_size: int, act_size: int, *, dtype=jnp.float32, rngs: nnx.Rngs):
         self._init_latent(cfg, dtype, rngs)
@@ -175,8 +174,12 @@ class RSSM(_Latent):
         return update * cand + (1 - update) * h
 
     def _reset(self, carry, is_first):
-        h = jnp.where(is_first[:, None], self._h0(is_first.shape[0]), carry["h"])
-        return h, _mask(carry["z"], is_first), _mask(carry["a"], is_first)
+        """At episode starts: h = h0, z = the mode of the prior at h0, a = 0 (DreamerV3's initial state)."""
+        h0 = self._h0(1)
+        z0 = dists.onehot_mode(self.prior(h0)).reshape(1, self.z_size)
+        h = jnp.where(is_first[:, None], h0, carry["h"])
+        z = jnp.where(is_first[:, None], z0, carry["z"])
+        return h, z, _mask(carry["a"], is_first)
 
     def observe_step(self, carry, embed, is_first, key):
         h = self._cell(*self._reset(carry, is_first))

@@ -21,7 +21,6 @@ from r2i.nets import MLP, ImageDecoder, ImageEncoder, zeros
 from r2i.sequence import make_sequence_model
 
 sg = jax.lax.stop_gradient
-BATCH_FLAGS = ("reward", "is_first", "is_last", "is_terminal")
 
 
 class WorldModel(nnx.Module):
