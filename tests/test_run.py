@@ -59,7 +59,9 @@ def test_resume_is_exact(tmp_path):
 
 def test_resume_refuses_a_different_config(tmp_path):
     config = tiny_config(tmp_path, **{"run.steps": 8})
-    Trainer(config, quiet=True).close()
+    trainer = Trainer(config, quiet=True)
+    trainer.save()  # the check applies to runs that have a checkpoint to resume
+    trainer.close()
     changed = tiny_config(tmp_path, **{"run.steps": 8, "model.ssm.layers": 2})
     with pytest.raises(cfgmod.ConfigError, match="model.ssm.layers"):
         Trainer(changed, quiet=True)

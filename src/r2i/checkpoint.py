@@ -11,7 +11,7 @@
 
 A checkpoint is one directory `ckpt_<step>/` holding
 
-    state/            the JAX pytree (parameters, optimiser states, RNG keys, counters), written by orbax-checkpoint
+    state/            the JAX pytree (parameters, optimiser states, JAX RNG keys), written by orbax-checkpoint
     replay/<key>.npy  one NumPy file per replay array (`np.save`, no pickle)
     meta.json         the JSON-serialisable `meta` dict (counters, config, NumPy RNG state, ...)
     checkpoint.json   written last: format version, step, a serial number, and the path / shape / dtype of every

@@ -9,7 +9,10 @@ import time
 
 
 def _train(args: argparse.Namespace, extra: list[str]) -> int:
+    from pathlib import Path
+
     from r2i import config as cfgmod
+    from r2i.run import CONFIG_FILE, load_config, train
 
     if args.help_config:
         print("\n".join(cfgmod.describe_fields()))
@@ -19,14 +22,19 @@ def _train(args: argparse.Namespace, extra: list[str]) -> int:
         value = getattr(args, flag)
         if value is not None:
             overrides[key] = str(value)
-    config = cfgmod.make_config(args.preset, overrides)
+    saved = Path(args.logdir or "") / CONFIG_FILE
+    if args.logdir and args.preset is None and saved.exists():
+        # `r2i train --logdir DIR` resumes with the run's own config (plus any overrides given, e.g. --steps).
+        config = cfgmod.apply_overrides(load_config(args.logdir), overrides)
+        cfgmod.validate(config)
+    else:
+        config = cfgmod.make_config(args.preset or "default", overrides)
     if not config.logdir:
         slug = "".join(c if c.isalnum() else "-" for c in config.env.id).strip("-")
-        config = cfgmod.apply_overrides(config, {"logdir": f"runs/{args.preset}-{slug}-{time.strftime('%Y%m%d-%H%M%S')}"})
-    from r2i.run import train
-
+        stamp = time.strftime("%Y%m%d-%H%M%S")
+        config = cfgmod.apply_overrides(config, {"logdir": f"runs/{args.preset or 'default'}-{slug}-{stamp}"})
     result = train(config, force=args.force, quiet=args.quiet)
-    print(json.dumps({k: v for k, v in result.items() if not k.startswith("train/")}))
+    print(json.dumps({k: v for k, v in result.items() if not k.startswith(("train/", "model/", "actor/", "critic/"))}))
     if result["stopped_early"]:
         print(f"r2i: stopped at env step {result['env_steps']:,}; run the same command again to resume "
               f"(--logdir {config.logdir})", file=sys.stderr)
@@ -38,8 +46,13 @@ def _eval(args: argparse.Namespace, extra: list[str]) -> int:
     from r2i.api import load
     from r2i.run import evaluate
 
-    policy = load(args.logdir)
     import jax
+
+    from r2i.errors import ConfigError
+
+    if args.episodes < 1:
+        raise ConfigError(f"--episodes must be >= 1, got {args.episodes}")
+    policy = load(args.logdir)
 
     result = evaluate(policy.agent, policy.params, policy.config, args.episodes, args.mode, jax.random.key(args.seed))
     print(json.dumps(result))
@@ -53,7 +66,9 @@ def _plot(args: argparse.Namespace, extra: list[str]) -> int:
         out = plot.plot_sweep(args.sweep, args.out or str(args.sweep).rsplit(".", 1)[0] + ".png")
     else:
         if not args.runs:
-            raise ValueError("r2i plot needs run directories (or --sweep CSV)")
+            from r2i.errors import ConfigError
+
+            raise ConfigError("r2i plot needs run directories (or --sweep CSV)")
         keys = args.keys.split(",") if args.keys else None
         out = plot.plot_runs(args.runs, args.out or "curves.png", keys=keys, smooth=args.smooth)
     print(out)
@@ -117,7 +132,8 @@ def build_parser() -> argparse.ArgumentParser:
         description="Train an agent. Any config key can be overridden as `--model.ssm.layers 5` or "
         "`model.ssm.layers=5`; `--help-config` lists them all. Re-running with the same --logdir resumes.",
     )
-    train.add_argument("--preset", default="default", help="YAML preset: default, bsuite, popgym, memorymaze, …")
+    train.add_argument("--preset", help="YAML preset: default, bsuite_cpu, popgym_cpu, bsuite, popgym, memorymaze, "
+                       "atari100k, dmc (default: default, or the saved config when --logdir is a run)")
     train.add_argument("--env", help="environment id (config env.id), e.g. popgym:RepeatPreviousEasy")
     train.add_argument("--steps", type=int, help="env steps to train for (config run.steps)")
     train.add_argument("--logdir", help="run directory; an existing one is resumed")
@@ -201,7 +217,7 @@ def main(argv: list[str] | None = None) -> int:
         return args.handler(args, extra)
     except KeyboardInterrupt:
         return 130
-    except (R2IError, ValueError) as error:  # input errors are one line that names the fix, not a traceback
+    except R2IError as error:  # input errors are one line that names the fix, not a traceback
         print(f"r2i: error: {error}", file=sys.stderr)
         return 2
 

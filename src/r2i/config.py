@@ -61,7 +61,7 @@ class SSMConfig:
 class ModelConfig:
     sequence: str = opt("s3m", "sequence model: 's3m' (S5 stack, R2I) or 'gru' (DreamerV3 RSSM)")
     deter: int = opt(128, "size of h_t (S3M: projection of the stack output; GRU: recurrent state)")
-    hidden: int = opt(128, "units of the posterior, prior and sequence-input layers")
+    hidden: int = opt(128, "units of the posterior and prior layers (and of the GRU's input layer)")
     stoch: int = opt(16, "number of categorical latent variables")
     classes: int = opt(16, "classes per categorical latent variable")
     unimix: float = opt(0.01, "uniform mixture of the latent categoricals")
@@ -115,7 +115,7 @@ class OptimConfig:
 
 @dataclass
 class EnvConfig:
-    id: str = opt("r2i:memory_length/10", "environment id: r2i:…, gym:…, popgym:…, bsuite:…")
+    id: str = opt("r2i:memory_length/10", "environment id: r2i:…, gym:…, popgym:…, bsuite:…, atari:…, dmc:…, memorymaze:…")
     num_envs: int = opt(4, "environments stepped in parallel for training")
     parallel: bool = opt(False, "step the environments in worker processes (worth it for slow envs)")
     options: dict = opt({}, "keyword options passed to the environment constructor")
@@ -224,6 +224,8 @@ def convert(key: str, value: Any, tp) -> Any:
             if isinstance(value, bool):
                 return value
             raise TypeError
+        if tp in (int, float) and isinstance(value, str):
+            value = float(value)  # YAML 1.1 reads '1e5' as a string
         if tp is int:
             if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
                 raise TypeError
@@ -339,7 +341,7 @@ def make_config(preset: str = "default", overrides: dict[str, Any] | None = None
 
 
 def validate(config: Config) -> None:
-    """Cross-field checks with messages that name the field and the fix."""
+    """Field and cross-field checks, with messages that name the field and the fix."""
     flat = flatten(to_dict(config))
     for key, choices in CHOICES.items():
         if flat[key] not in choices:
@@ -348,27 +350,60 @@ def validate(config: Config) -> None:
         if key in _POSITIVE or key.endswith(".units"):
             if value <= 0:
                 raise ConfigError(f"config key '{key}' must be positive, got {value}")
-        elif key.endswith(".layers") and value < 0:
-            raise ConfigError(f"config key '{key}' must be >= 0, got {value}")
-    ssm = config.model.ssm
-    if ssm.state % ssm.blocks:
-        raise ConfigError(
-            f"model.ssm.state={ssm.state} must be divisible by model.ssm.blocks={ssm.blocks}; change one of them"
-        )
-    if not 0 < config.behavior.discount <= 1:
-        raise ConfigError(f"behavior.discount must be in (0, 1], got {config.behavior.discount}")
-    if config.replay.capacity < config.env.num_envs * config.run.batch_length:
-        raise ConfigError(
+        elif key in _NON_NEGATIVE or key.endswith(".layers"):
+            if value < 0:
+                raise ConfigError(f"config key '{key}' must be >= 0, got {value}")
+    for key, (low, high, closed_high) in _INTERVALS.items():
+        value = flat[key]
+        if not (low <= value < high or closed_high and value == high):
+            raise ConfigError(f"config key '{key}' must be in [{low}, {high}{']' if closed_high else ')'}, got {value}")
+    model, behavior, run = config.model, config.behavior, config.run
+
+    def require(ok: bool, message: str) -> None:
+        if not ok:
+            raise ConfigError(message)
+
+    require(model.ssm.layers >= 1, f"model.ssm.layers must be >= 1, got {model.ssm.layers}")
+    require(behavior.discount > 0, f"behavior.discount must be in (0, 1], got {behavior.discount}")
+    require(model.ssm.state % model.ssm.blocks == 0,
+            f"model.ssm.state={model.ssm.state} must be divisible by model.ssm.blocks={model.ssm.blocks}; change one")
+    require(model.ssm.dt_min <= model.ssm.dt_max,
+            f"model.ssm.dt_min={model.ssm.dt_min} must not exceed model.ssm.dt_max={model.ssm.dt_max}")
+    require(model.reward_bins >= 3 and model.reward_bins % 2 == 1,
+            f"model.reward_bins must be an odd number >= 3 (bins symmetric around 0), got {model.reward_bins}")
+    require(behavior.min_std <= behavior.max_std,
+            f"behavior.min_std={behavior.min_std} must not exceed behavior.max_std={behavior.max_std}")
+    require(behavior.retnorm_low < behavior.retnorm_high,
+            f"behavior.retnorm_low={behavior.retnorm_low} must be below behavior.retnorm_high={behavior.retnorm_high}")
+    starts = behavior.imag_starts if 0 < behavior.imag_starts < run.batch_size * run.batch_length else (
+        run.batch_size * run.batch_length)
+    require(not behavior.imag_chunk or starts % behavior.imag_chunk == 0,
+            f"behavior.imag_chunk={behavior.imag_chunk} must divide the {starts} imagination starts per update "
+            "(behavior.imag_starts, or run.batch_size × run.batch_length)")
+    require(config.replay.capacity >= config.env.num_envs * run.batch_length,
             f"replay.capacity={config.replay.capacity} must hold at least env.num_envs × run.batch_length = "
-            f"{config.env.num_envs * config.run.batch_length} steps; raise replay.capacity"
-        )
+            f"{config.env.num_envs * run.batch_length} steps; raise replay.capacity")
 
 
 _POSITIVE = {
     "model.deter", "model.hidden", "model.stoch", "model.classes", "model.ssm.units", "model.ssm.state",
-    "model.ssm.blocks", "model.reward_bins", "model.cnn_depth", "behavior.horizon", "env.num_envs", "env.eval_envs",
-    "replay.capacity", "run.batch_size", "run.batch_length", "run.train_ratio", "run.success_window",
-    "optim.model_lr", "optim.actor_lr", "optim.critic_lr",
+    "model.ssm.blocks", "model.ssm.dt_min", "model.reward_bins", "model.cnn_depth", "behavior.horizon",
+    "env.num_envs", "env.eval_envs", "replay.capacity", "run.batch_size", "run.batch_length", "run.train_ratio",
+    "run.success_window", "run.log_every", "run.checkpoint_every", "optim.model_lr", "optim.actor_lr",
+    "optim.critic_lr", "optim.model_eps", "optim.ac_eps", "optim.model_clip", "optim.ac_clip",
+    "behavior.min_std",
+}  # fmt: skip
+_NON_NEGATIVE = {
+    "seed", "model.kl_free", "model.kl_dyn", "model.kl_rep", "behavior.entropy", "behavior.slow_reg",
+    "behavior.imag_starts", "behavior.imag_chunk", "optim.ssm_lr", "optim.weight_decay", "run.steps", "run.prefill",
+    "run.eval_every", "run.eval_episodes",
+}  # fmt: skip
+# key: (low, high, high included)
+_INTERVALS = {
+    "model.unimix": (0.0, 1.0, False), "behavior.actor_unimix": (0.0, 1.0, False),
+    "behavior.discount": (0.0, 1.0, True), "behavior.lam": (0.0, 1.0, True),
+    "behavior.retnorm_decay": (0.0, 1.0, False), "behavior.retnorm_low": (0.0, 1.0, True),
+    "behavior.retnorm_high": (0.0, 1.0, True), "behavior.slow_critic_fraction": (0.0, 1.0, True),
 }  # fmt: skip
 
 

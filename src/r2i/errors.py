@@ -13,6 +13,10 @@ class EnvError(R2IError, ValueError):
     """An environment with unsupported spaces or invalid observations (shape, dtype, NaN)."""
 
 
+class TrainingDivergedError(R2IError, FloatingPointError):
+    """An update produced non-finite losses or gradients."""
+
+
 class MissingExtraError(R2IError, ImportError):
     """An optional dependency is not installed; the message names the `pip install 'r2i[extra]'` to run."""
 

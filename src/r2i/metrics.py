@@ -9,7 +9,7 @@ Files written under `logdir`:
 Key naming (produced by `Aggregator`): episode statistics are `<prefix>/return`, `<prefix>/length`,
 `<prefix>/count` and `<prefix>/<name>` for every env key `log_<name>`, with prefix `episode` for training episodes and
 `eval` for evaluation episodes (so `episode/success`, `eval/return`, ...). Per-update metrics keep the keys the caller
-gives them (e.g. `train/loss_model`).
+gives them (e.g. `model/loss`, `actor/entropy`).
 """
 
 from __future__ import annotations
@@ -236,6 +236,17 @@ class Aggregator:
         if reset:
             self.reset()
         return out
+
+    def running_state(self) -> dict:
+        """The per-env running return and length of unfinished episodes (JSON-serialisable, for checkpoints)."""
+        if self._ret is None:
+            return {}
+        return {"return": self._ret.tolist(), "length": self._len.tolist()}
+
+    def load_running_state(self, state: dict) -> None:
+        if state:
+            self._ret = np.asarray(state["return"], np.float64)
+            self._len = np.asarray(state["length"], np.int64)
 
     def reset(self) -> None:
         """Forget the interval's metrics and finished episodes (running episodes are kept)."""

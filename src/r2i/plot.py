@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
+from r2i.errors import ConfigError
 from r2i.metrics import METRICS_FILE, MetricsLogger
 
 DEFAULT_KEYS = ("episode/return", "episode/success", "eval/return", "eval/success")
@@ -59,27 +60,27 @@ def plot_runs(
     Returns the path written. Raises ValueError for a run without metrics.jsonl or when no requested key is present.
     """
     if not run_dirs:
-        raise ValueError("plot_runs: no run directories given")
+        raise ConfigError("plot_runs: no run directories given")
     if not 0 <= smooth < 1:
-        raise ValueError(f"plot_runs: smooth must be in [0, 1), got {smooth}")
+        raise ConfigError(f"plot_runs: smooth must be in [0, 1), got {smooth}")
     runs = {}
     for run in map(Path, run_dirs):
         if not (run / METRICS_FILE).is_file():
-            raise ValueError(f"plot_runs: {run / METRICS_FILE} does not exist; is {run} a run directory?")
+            raise ConfigError(f"plot_runs: {run / METRICS_FILE} does not exist; is {run} a run directory?")
         runs[run] = MetricsLogger.read(run)
     present = {key for records in runs.values() for record in records for key in record}
     if keys is None:
         keys = [key for key in DEFAULT_KEYS if key in present]
         if not keys:
-            raise ValueError(
+            raise ConfigError(
                 f"plot_runs: none of the default keys {list(DEFAULT_KEYS)} is in the runs; "
                 f"pass keys= from {sorted(present - {'step', 'time'})}"
             )
     missing = [key for key in keys if key not in present]
     if missing:
-        raise ValueError(f"plot_runs: keys {missing} are in no run; present: {sorted(present - {'step', 'time'})}")
+        raise ConfigError(f"plot_runs: keys {missing} are in no run; present: {sorted(present - {'step', 'time'})}")
     if x not in present:
-        raise ValueError(f"plot_runs: x={x!r} is in no record; present: {sorted(present)}")
+        raise ConfigError(f"plot_runs: x={x!r} is in no record; present: {sorted(present)}")
     fig, axes = _figure(len(keys))
     for ax, key in zip(axes, keys):
         for run, records in runs.items():
@@ -112,22 +113,22 @@ def plot_sweep(csv_path: str | Path, out: str | Path) -> Path:
     """
     csv_path = Path(csv_path)
     if not csv_path.is_file():
-        raise ValueError(f"plot_sweep: {csv_path} does not exist")
+        raise ConfigError(f"plot_sweep: {csv_path} does not exist")
     with open(csv_path, newline="", encoding="utf-8") as f:
         reader = csv.DictReader(f)
         missing = [c for c in SWEEP_COLUMNS if c not in (reader.fieldnames or [])]
         if missing:
-            raise ValueError(f"plot_sweep: {csv_path} lacks columns {missing} (needs {','.join(SWEEP_COLUMNS)})")
+            raise ConfigError(f"plot_sweep: {csv_path} lacks columns {missing} (needs {','.join(SWEEP_COLUMNS)})")
         rows = list(reader)
     if not rows:
-        raise ValueError(f"plot_sweep: {csv_path} has no rows")
+        raise ConfigError(f"plot_sweep: {csv_path} has no rows")
     # suite -> model -> setting -> successes over seeds
     table: dict[str, dict[str, dict[float, list[float]]]] = defaultdict(lambda: defaultdict(lambda: defaultdict(list)))
     for line, row in enumerate(rows, start=2):
         try:
             setting, success = float(row["setting"]), float(row["success"])
         except ValueError:
-            raise ValueError(
+            raise ConfigError(
                 f"plot_sweep: {csv_path}:{line}: setting and success must be numbers, "
                 f"got {row['setting']!r}, {row['success']!r}"
             ) from None

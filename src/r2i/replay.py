@@ -165,22 +165,22 @@ class Replay:
     def state_dict(self) -> dict[str, np.ndarray]:
         """Everything needed to resume, as NumPy arrays (0-d for scalars) under dot-free keys.
 
-        Data is stored in chronological order (oldest first), only the filled part: `data_<key>` has shape
-        `(num_envs, filled_per_env, *shape)`.
+        `data_<key>` is the ring as stored, `(num_envs, filled_per_env, *shape)` — a view, not a copy, so that saving
+        a replay of several GB needs no second copy in RAM — with `pos` (next write index) and `fill`.
         """
-        oldest = (self._pos - self._fill) % self.per_env
-        order = (oldest + np.arange(self._fill)) % self.per_env
         rng = self._rng.bit_generator.state
         words = []
         for big in (rng["state"]["state"], rng["state"]["inc"]):
             words += [big >> 64, big & (2**64 - 1)]
         words += [rng["has_uint32"], rng["uinteger"]]
-        state = {f"data_{key}": array[:, order] for key, array in self._data.items()}
+        state = {f"data_{key}": array[:, : self._fill] for key, array in self._data.items()}
         state.update(
             capacity=np.array(self.capacity, np.int64),
             num_envs=np.array(self.num_envs, np.int64),
             length=np.array(self.length, np.int64),
             added=np.array(self._added, np.int64),
+            pos=np.array(self._pos, np.int64),
+            fill=np.array(self._fill, np.int64),
             rng_state=np.array(words, np.uint64),
         )
         return state
@@ -188,7 +188,8 @@ class Replay:
     def load_state_dict(self, state: dict[str, np.ndarray]) -> None:
         """Restore a `state_dict`. The spec, num_envs and length must match (ValueError naming the difference).
 
-        A different capacity is accepted: the newest `capacity // num_envs` steps per env are kept.
+        A different capacity is accepted: the newest `capacity // num_envs` steps per env are kept. The arrays may be
+        memory-mapped files: they are copied into this buffer's own arrays.
         """
         num_envs, length = int(state["num_envs"]), int(state["length"])
         if num_envs != self.num_envs:
@@ -213,11 +214,19 @@ class Replay:
                 raise ValueError(f"replay state is inconsistent: {key!r} holds {array.shape[1]} steps, not {fill}")
             fill = array.shape[1]
         fill = fill or 0
-        keep = min(fill, self.per_env)
-        for key, array in self._data.items():
-            array[:, :keep] = arrays[key][:, fill - keep :]
-        self._fill = keep
-        self._pos = keep % self.per_env
+        pos = int(state["pos"])
+        if fill == self.per_env or fill < self.per_env and pos == fill % self.per_env:
+            # Same ring size (or not yet wrapped): copy the ring as it is, positions included.
+            for key, array in self._data.items():
+                array[:, :fill] = arrays[key]
+            self._fill, self._pos = fill, pos
+        else:  # another capacity: keep the newest steps, oldest first
+            order = (pos - fill + np.arange(fill)) % fill if fill else np.arange(0)
+            keep = min(fill, self.per_env)
+            for key, array in self._data.items():
+                array[:, :keep] = arrays[key][:, order[fill - keep :]]
+            self._fill = keep
+            self._pos = keep % self.per_env
         self._added = int(state["added"])
         w = [int(x) for x in np.asarray(state["rng_state"], np.uint64)]
         rng = self._rng.bit_generator.state

@@ -35,7 +35,7 @@ from r2i.agent import Agent
 from r2i.checkpoint import Checkpointer, GracefulExit
 from r2i.config import Config
 from r2i.envs import VectorDriver, make_specs
-from r2i.errors import ConfigError
+from r2i.errors import ConfigError, TrainingDivergedError
 from r2i.metrics import Aggregator, MetricsLogger
 from r2i.replay import Replay, human_bytes
 
@@ -69,35 +69,44 @@ class Counters:
     recent_success: list = field(default_factory=list)
 
 
-def prepare_logdir(config: Config, force: bool = False) -> Config:
-    """Create the run directory; on resume compare with the saved config and refuse a different one unless `force`."""
+def check_resume_config(config: Config, force: bool = False) -> None:
+    """Refuse to resume a run (a logdir with a checkpoint) with a different config, unless `force`."""
     logdir = Path(config.logdir)
     saved_path = logdir / CONFIG_FILE
-    if saved_path.exists():
-        saved = cfgmod.from_dict(yaml.safe_load(saved_path.read_text()))
-        differing = cfgmod.diff(saved, config)
-        if differing and not force:
-            flat_saved, flat_new = cfgmod.flatten(cfgmod.to_dict(saved)), cfgmod.flatten(cfgmod.to_dict(config))
-            lines = ", ".join(f"{k}: {flat_saved[k]!r} → {flat_new[k]!r}" for k in differing[:8])
-            raise ConfigError(
-                f"{logdir} holds a run with a different config ({lines}); resume with the same settings, pass "
-                "--force to continue it with the new ones, or choose another --logdir"
-            )
-    logdir.mkdir(parents=True, exist_ok=True)
-    tmp = saved_path.with_suffix(".tmp")
+    if not saved_path.exists() or Checkpointer(logdir / "checkpoints").latest() is None:
+        return  # nothing to resume: a config.yaml left by a run that never checkpointed is simply replaced
+    saved = cfgmod.from_dict(yaml.safe_load(saved_path.read_text()))
+    differing = cfgmod.diff(saved, config)
+    if differing and not force:
+        flat_saved, flat_new = cfgmod.flatten(cfgmod.to_dict(saved)), cfgmod.flatten(cfgmod.to_dict(config))
+        lines = ", ".join(f"{k}: {flat_saved[k]!r} → {flat_new[k]!r}" for k in differing[:8])
+        raise ConfigError(
+            f"{logdir} holds a run with a different config ({lines}); resume with the same settings (or only "
+            "--logdir), pass --force to continue it with the new ones, or choose another --logdir"
+        )
+
+
+def write_config(config: Config) -> None:
+    path = Path(config.logdir) / CONFIG_FILE
+    tmp = path.with_suffix(".tmp")
     tmp.write_text(cfgmod.dump_yaml(config))
-    tmp.replace(saved_path)
-    return config
+    tmp.replace(path)
 
 
 class Trainer:
     """Owns the envs, replay, agent state and counters of one run. `run()` trains until `run.steps`."""
 
     def __init__(self, config: Config, *, force: bool = False, quiet: bool = False):
-        self.config = prepare_logdir(config, force)
+        check_resume_config(config, force)
+        self.config = config
         self.logdir = Path(config.logdir)
+        self.logdir.mkdir(parents=True, exist_ok=True)
         self.quiet = quiet
         env = config.env
+        devices = len(jax.devices())
+        if config.run.batch_size % devices:
+            raise ConfigError(f"run.batch_size={config.run.batch_size} is not divisible by the {devices} devices; set it "
+                              f"to a multiple of {devices}")
         self.driver = VectorDriver(make_specs(env.id, env.num_envs, config.seed, **env.options), env.parallel)
         self.agent = Agent.from_config(config, self.driver.obs_space, self.driver.act_space)
         self.replay = Replay(
@@ -111,7 +120,9 @@ class Trainer:
         self.state = None
         self.carry = None
         self.obs = None
+        self.episodes = Aggregator("episode")  # its running per-env returns are part of a checkpoint
         self.resumed = self._restore()
+        write_config(config)  # only once the run could be built (and restored)
 
     # -- keys and state --------------------------------------------------------------------------------------------
 
@@ -128,11 +139,11 @@ class Trainer:
             return False
         target = {"agent": self.agent.abstract_state(), "carry": self.agent.initial(self.driver.num_envs),
                   "key": jax.random.key_data(self.key)}
-        restored, replay, meta = self.checkpointer.restore(target)
+        restored, replay, meta = self.checkpointer.restore(target, mmap_replay=True)
         self.state = self.agent.replicate(restored["agent"])
         self.carry = restored["carry"]
         self.key = jax.random.wrap_key_data(restored["key"])
-        obs = {k[len(OBS_PREFIX):]: np.asarray(v) for k, v in replay.items() if k.startswith(OBS_PREFIX)}
+        obs = {k[len(OBS_PREFIX):]: np.array(v) for k, v in replay.items() if k.startswith(OBS_PREFIX)}
         self.replay.load_state_dict({k: v for k, v in replay.items() if not k.startswith(OBS_PREFIX)})
         self.counters = Counters(**meta["counters"])
         self.rng.bit_generator.state = meta["rng"]
@@ -140,7 +151,14 @@ class Trainer:
         if driver_state is not None and obs:
             self.driver.set_state(driver_state)
             self.obs = obs
-        else:  # envs that cannot be checkpointed start new episodes; the carry restarts with them
+            self.episodes.load_running_state(meta.get("episodes", {}))
+        else:
+            # Envs that cannot be checkpointed start new episodes, with seeds that depend on the step reached (the
+            # construction seeds would replay the episodes the run started with); the carry restarts with them.
+            env = self.config.env
+            seed = int(np.random.SeedSequence([self.config.seed, self.counters.env_steps]).generate_state(1)[0])
+            self.driver.close()
+            self.driver = VectorDriver(make_specs(env.id, env.num_envs, seed, **env.options), env.parallel)
             self.obs = self.driver.reset()
             self.carry = self.agent.initial(self.driver.num_envs)
         return True
@@ -152,6 +170,7 @@ class Trainer:
             "counters": self.counters.__dict__,
             "rng": self.rng.bit_generator.state,
             "driver": self.driver.get_state(),
+            "episodes": self.episodes.running_state(),
             "config": cfgmod.to_dict(self.config),
         }
         state = {"agent": self.state, "carry": self.carry, "key": jax.random.key_data(self.key)}
@@ -183,12 +202,18 @@ class Trainer:
 
     def _train_updates(self, metrics: Aggregator) -> None:
         run = self.config.run
-        if self.counters.env_steps < run.prefill or not self.replay.ready(1):
+        if self.counters.env_steps < run.prefill or not self.replay.ready(run.batch_size):
             return
         self.counters.train_credit += self.driver.num_envs * run.train_ratio / (run.batch_size * run.batch_length)
         while self.counters.train_credit >= 1.0:
             batch = self.agent.shard_batch(self.replay.sample(run.batch_size))
             self.state, out = self.agent.train(self.state, batch, self._next_key())
+            if not bool(out["train/finite"]):  # stop before anything non-finite is acted on or checkpointed
+                raise TrainingDivergedError(
+                    f"update {self.counters.updates + 1} produced non-finite losses or gradients; the last good "
+                    f"checkpoint in {self.logdir}/checkpoints is kept — lower the learning rates (optim.*_lr) or "
+                    "check the environment's rewards and observations, then resume"
+                )
             metrics.add(out)
             self.counters.train_credit -= 1.0
             self.counters.updates += 1
@@ -210,7 +235,7 @@ class Trainer:
             print(self.summary(), flush=True)
             if self.resumed:
                 print(f"r2i: resumed at env step {self.counters.env_steps:,} ({self.counters.updates:,} updates)")
-        train_metrics, episodes = Aggregator("train"), Aggregator("episode")
+        train_metrics, episodes = Aggregator("train"), self.episodes
         last_save = time.monotonic()
         session_start = time.monotonic() - self.counters.wall_s
         # A live progress bar on a terminal; a plain line per log interval when the output goes to a file.
@@ -266,12 +291,6 @@ class Trainer:
         }
         if c.recent_success:
             scalars["episode/success_recent"] = float(np.mean(c.recent_success))
-        if "train/finite" in scalars and scalars["train/finite"] < 1.0:
-            self.save()
-            raise FloatingPointError(
-                f"a training update produced non-finite losses or gradients at update {c.updates}; the last checkpoint "
-                f"is in {self.logdir}/checkpoints — lower the learning rates (optim.*) or check the env's rewards"
-            )
         rate.update(steps=c.env_steps, updates=c.updates, time=now)
         return self.logger.write(c.env_steps, scalars)
 

@@ -25,6 +25,8 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
+from r2i.errors import ConfigError
+
 COLUMNS = ("suite", "setting", "model", "seed", "env_steps", "success", "wall_s")
 DISCOUNTING_DELAYS = (1, 3, 10, 30, 100)
 
@@ -61,7 +63,7 @@ def memory_len_overrides(length: int, tokens: int = 1024) -> list[str]:
 def discounting_chain_overrides(delay: int, seed: int) -> list[str]:
     """The bsuite id whose bonus chain has this delay: mapping_seed n pays 1.1 on chain n % 5; seeds pick n + 5k."""
     if delay not in DISCOUNTING_DELAYS:
-        raise ValueError(f"discounting_chain delays are {DISCOUNTING_DELAYS}, got {delay}")
+        raise ConfigError(f"discounting_chain delays are {DISCOUNTING_DELAYS}, got {delay}")
     index = DISCOUNTING_DELAYS.index(delay) + 5 * (seed % 4)
     return [f"env.id=bsuite:discounting_chain/{index}"]
 
@@ -78,7 +80,7 @@ def plan(suite: str, settings: list[str], models: list[str], seeds: list[int], e
                 elif suite == "popgym":
                     overrides = [f"env.id=popgym:{setting}"]
                 else:
-                    raise ValueError(f"--suite must be memory_len, discounting_chain or popgym, got {suite!r}")
+                    raise ConfigError(f"--suite must be memory_len, discounting_chain or popgym, got {suite!r}")
                 overrides += [f"model.sequence={model}", f"seed={seed}", *extra]
                 runs.append(Run(suite, str(setting), model, seed, tuple(overrides)))
     return runs

@@ -37,7 +37,9 @@ def compile_and_time(fn: Callable, args: tuple, repeats: int, warmup: int = 1) -
 
 def parse_ints(text: str) -> list[int]:
     """'4,16' → [4, 16]."""
+    from r2i.errors import ConfigError
+
     try:
         return [int(v) for v in text.split(",") if v.strip()]
     except ValueError:
-        raise ValueError(f"expected comma-separated integers such as '4,16', got {text!r}") from None
+        raise ConfigError(f"expected comma-separated integers such as '4,16', got {text!r}") from None

@@ -100,7 +100,9 @@ def worker(model: str, size: str, b: int, t: int, repeats: int) -> dict:
 
 def run(models: list[str], size: str, batch: list[int], length: list[int], repeats: int) -> None:
     if size not in SIZES:
-        raise ValueError(f"--size must be one of {', '.join(SIZES)}, got {size!r}")
+        from r2i.errors import ConfigError
+
+        raise ConfigError(f"--size must be one of {', '.join(SIZES)}, got {size!r}")
     roofline = matmul_gflops()
     emit(dict(bench="train", roofline="matmul_float32", n=2048, gflops=round(roofline, 1),
               device=device_description()))
