@@ -1,7 +1,8 @@
 """A tiny end-to-end run learns a memory task: a cue at the first step, the answer three steps later.
 
 Chance is 0.5; the assertion asks for a success rate that a policy without memory cannot reach (P(≥ 0.8 of 50 | 0.5)
-< 1e-5). About two minutes on a 2-core CPU.
+< 1e-5). The run stops at the first evaluation round (every 1,000 env steps) with success ≥ 0.9, and a fresh
+final evaluation must still show ≥ 0.8. About one to two minutes on a 2-core CPU.
 """
 
 from r2i import config as cfgmod
@@ -10,7 +11,7 @@ from r2i.run import train
 LEARN = {
     "env.id": "r2i:memory_length/3", "env.num_envs": 4,
     "run.steps": 6000, "run.prefill": 500, "run.train_ratio": 256, "run.batch_size": 8, "run.batch_length": 32,
-    "run.eval_every": 0, "run.eval_episodes": 50, "run.log_every": 1000,
+    "run.eval_every": 1000, "run.eval_episodes": 50, "run.stop_at_success": 0.9, "run.log_every": 1000,
     "model.deter": 64, "model.hidden": 64, "model.ssm.units": 64, "model.ssm.state": 32, "model.ssm.layers": 1,
     "model.encoder.units": 64, "model.decoder.units": 64, "model.reward_head.units": 64,
     "model.cont_head.units": 64, "behavior.actor.units": 64, "behavior.critic.units": 64,
@@ -24,3 +25,4 @@ def test_s3m_agent_learns_a_memory_task(tmp_path):
     result = train(config, quiet=True)
     assert result["eval/episodes"] == 50
     assert result["eval/success"] >= 0.8, result
+    assert result["solved"] == (result["env_steps"] < 6000), result

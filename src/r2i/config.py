@@ -139,6 +139,7 @@ class RunConfig:
     eval_episodes: int = opt(32, "episodes per evaluation round")
     checkpoint_every: float = opt(600.0, "seconds between checkpoints (also written at the end and on SIGINT/SIGTERM)")
     success_window: int = opt(100, "training episodes averaged into episode/success_recent")
+    stop_at_success: float = opt(0.0, "finish once an evaluation round reaches this eval/success (0 = never)")
 
 
 @dataclass
@@ -404,6 +405,7 @@ _INTERVALS = {
     "behavior.discount": (0.0, 1.0, True), "behavior.lam": (0.0, 1.0, True),
     "behavior.retnorm_decay": (0.0, 1.0, False), "behavior.retnorm_low": (0.0, 1.0, True),
     "behavior.retnorm_high": (0.0, 1.0, True), "behavior.slow_critic_fraction": (0.0, 1.0, True),
+    "run.stop_at_success": (0.0, 1.0, True),
 }  # fmt: skip
 
 

@@ -243,6 +243,7 @@ class Trainer:
         bar = tqdm.tqdm(total=cfg.steps, initial=self.counters.env_steps, unit="step", disable=not interactive,
                         dynamic_ncols=True, smoothing=0.05)
         rate = {"steps": self.counters.env_steps, "updates": self.counters.updates, "time": time.monotonic()}
+        solved = False
         with GracefulExit() as stop:
             while self.counters.env_steps < cfg.steps and not stop.requested:
                 action = self._act()
@@ -263,7 +264,10 @@ class Trainer:
                 if cfg.eval_every and self.counters.env_steps >= self.counters.next_eval:
                     self.counters.next_eval = self.counters.env_steps + cfg.eval_every
                     if self.counters.env_steps >= cfg.prefill:
-                        self.logger.write(self.counters.env_steps, self.evaluate(cfg.eval_episodes))
+                        evaluated = self.logger.write(self.counters.env_steps, self.evaluate(cfg.eval_episodes))
+                        if cfg.stop_at_success and evaluated.get("eval/success", 0.0) >= cfg.stop_at_success:
+                            solved = True
+                            break
                 if time.monotonic() - last_save >= cfg.checkpoint_every:
                     self.counters.wall_s = time.monotonic() - session_start
                     self.save()
@@ -273,6 +277,7 @@ class Trainer:
         bar.close()
         result = self._log(train_metrics, episodes, rate)
         result["stopped_early"] = bool(stop.requested)
+        result["solved"] = solved
         return result
 
     def _log(self, train_metrics: Aggregator, episodes: Aggregator, rate: dict) -> dict:
