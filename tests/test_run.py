@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
 import sys
+import textwrap
 import time
 from pathlib import Path
 
@@ -169,3 +171,41 @@ def test_nan_reward_env_gives_clear_error():
            "is_last": np.bool_(False), "is_terminal": np.bool_(False)}
     with pytest.raises(EnvError, match="reward"):
         validate_step(obs, {"vector": Space((3,))}, "my-env", 5)
+
+
+def test_data_parallel_training_matches_one_device(tmp_path):
+    """On two (virtual CPU) devices the batch is split along B and the update is the same maths: a short run gives the
+    parameters of the one-device run up to float32 reduction order; a batch not divisible by the devices is refused."""
+    steps = {"run.steps": 40}
+    code = textwrap.dedent(
+        f"""
+        import sys, jax, numpy as np
+        sys.path.insert(0, {str(Path(__file__).parent)!r})
+        from test_run import tiny_config
+        from r2i.errors import ConfigError
+        from r2i.run import Trainer
+        assert len(jax.devices()) == 2
+        try:
+            Trainer(tiny_config(sys.argv[1] + "/odd", **{{"run.batch_size": 3}}), quiet=True)
+            raise SystemExit("batch 3 on 2 devices was accepted")
+        except ConfigError as e:
+            assert "divisible by the 2 devices" in str(e), e
+        trainer = Trainer(tiny_config(sys.argv[1] + "/run", **{steps!r}), quiet=True)
+        trainer.run()
+        assert trainer.counters.updates > 0
+        np.savez(sys.argv[1] + "/params.npz", *[np.asarray(x) for x in jax.tree.leaves(trainer.state.params)])
+        print("ok")
+        """
+    )
+    env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=2", "JAX_PLATFORMS": "cpu"}
+    out = subprocess.run([sys.executable, "-c", code, str(tmp_path)], capture_output=True, text=True, env=env,
+                         timeout=300)
+    assert out.returncode == 0 and out.stdout.strip().endswith("ok"), out.stderr[-3000:]
+    single = Trainer(tiny_config(tmp_path / "single", **steps), quiet=True)
+    single.run()
+    sharded = np.load(tmp_path / "params.npz")
+    leaves = _leaves(single.state.params)
+    assert len(leaves) == len(sharded.files)
+    for i, leaf in enumerate(leaves):
+        np.testing.assert_allclose(sharded[f"arr_{i}"], leaf, rtol=1e-3, atol=1e-4)
+    single.close()
