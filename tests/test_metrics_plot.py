@@ -134,8 +134,11 @@ def test_plot_sweep(tmp_path):
     (tmp_path / "bad.csv").write_text("suite,setting,model\nx,1,r2i\n")
     with pytest.raises(ValueError, match=r"bad\.csv lacks columns \['seed', 'env_steps', 'success', 'wall_s'\]"):
         plot_sweep(tmp_path / "bad.csv", tmp_path / "bad.png")
-    (tmp_path / "nan.csv").write_text(lines[0] + "\nx,long,r2i,0,1,0.5,1\n")
-    with pytest.raises(ValueError, match=r"nan\.csv:2: setting and success must be numbers"):
+    named = [lines[0], "popgym,RepeatPreviousEasy,s3m,0,1,0.9,1", "popgym,AutoencodeEasy,s3m,0,1,0.2,1"]
+    (tmp_path / "named.csv").write_text("\n".join(named) + "\n")
+    assert _is_png(plot_sweep(tmp_path / "named.csv", tmp_path / "named.png"))  # categorical x axis
+    (tmp_path / "nan.csv").write_text(lines[0] + "\nx,long,r2i,0,1,high,1\n")
+    with pytest.raises(ValueError, match=r"nan\.csv:2: success must be a number"):
         plot_sweep(tmp_path / "nan.csv", tmp_path / "nan.png")
     with pytest.raises(ValueError, match="does not exist"):
         plot_sweep(tmp_path / "missing.csv", tmp_path / "m.png")

@@ -103,12 +103,26 @@ def plot_runs(
     return out
 
 
+SWEEP_AXIS = {"memory_len": "memory length (steps)", "discounting_chain": "delay of the bonus chain (steps)",
+              "popgym": "environment"}
+SWEEP_METRIC = {"memory_len": "success (correct answers)", "discounting_chain": "chose the bonus chain",
+                "popgym": "normalised return"}
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
 def plot_sweep(csv_path: str | Path, out: str | Path) -> Path:
     """Success vs. setting per suite from a sweep CSV, like the R2I paper's BSuite memory figure.
 
     The CSV has columns `suite,setting,model,seed,env_steps,success,wall_s` (extra columns are ignored). One subplot
-    per suite; x = setting (numeric, e.g. memory length or delay; log scale when the settings span a factor >= 16,
-    ticks at the settings); one line per model: the mean success over seeds,
+    per suite; x = setting (numeric, e.g. memory length or delay, log scale when the settings span a factor >= 16;
+    or categorical, e.g. POPGym environment names); one line per model: the mean success over seeds,
     with a band from the minimum to the maximum over seeds. Returns the PNG path written.
     """
     csv_path = Path(csv_path)
@@ -122,35 +136,42 @@ def plot_sweep(csv_path: str | Path, out: str | Path) -> Path:
         rows = list(reader)
     if not rows:
         raise ConfigError(f"plot_sweep: {csv_path} has no rows")
-    # suite -> model -> setting -> successes over seeds
-    table: dict[str, dict[str, dict[float, list[float]]]] = defaultdict(lambda: defaultdict(lambda: defaultdict(list)))
+    # suite -> model -> setting -> successes over seeds. Settings are numbers (memory lengths, delays) or names
+    # (POPGym environments); a suite with any named setting gets a categorical x axis.
+    table: dict[str, dict[str, dict[str, list[float]]]] = defaultdict(lambda: defaultdict(lambda: defaultdict(list)))
     for line, row in enumerate(rows, start=2):
         try:
-            setting, success = float(row["setting"]), float(row["success"])
+            success = float(row["success"])
         except ValueError:
-            raise ConfigError(
-                f"plot_sweep: {csv_path}:{line}: setting and success must be numbers, "
-                f"got {row['setting']!r}, {row['success']!r}"
-            ) from None
-        table[row["suite"]][row["model"]][setting].append(success)
+            raise ConfigError(f"plot_sweep: {csv_path}:{line}: success must be a number, got {row['success']!r}") from None
+        if not row["setting"]:
+            raise ConfigError(f"plot_sweep: {csv_path}:{line}: empty setting")
+        table[row["suite"]][row["model"]][row["setting"]].append(success)
     fig, axes = _figure(len(table), width=4.5)
     for ax, suite in zip(axes, sorted(table)):
+        names = sorted({s for by_setting in table[suite].values() for s in by_setting})
+        numeric = all(_is_number(s) for s in names)
+        names.sort(key=float if numeric else str)
+        position = {s: (float(s) if numeric else i) for i, s in enumerate(names)}
         for model in sorted(table[suite]):
             by_setting = table[suite][model]
-            xs = np.array(sorted(by_setting))
-            values = [np.array(by_setting[s]) for s in xs]
+            settings = [s for s in names if s in by_setting]
+            xs = np.array([position[s] for s in settings])
+            values = [np.array(by_setting[s]) for s in settings]
             mean = np.array([v.mean() for v in values])
-            (line,) = ax.plot(xs, mean, marker="o", label=model)
+            (line,) = ax.plot(xs, mean, marker="o", label=f"{model} ({max(len(v) for v in values)} seeds)")
             low, high = np.array([v.min() for v in values]), np.array([v.max() for v in values])
             ax.fill_between(xs, low, high, color=line.get_color(), alpha=0.2, linewidth=0)
-        settings = sorted({s for by_setting in table[suite].values() for s in by_setting})
-        if settings[0] > 0 and settings[-1] / settings[0] >= 16:  # e.g. memory lengths 1 ... 100: log axis
+        ticks = [position[s] for s in names]
+        if numeric and ticks[0] > 0 and ticks[-1] / ticks[0] >= 16:  # e.g. memory lengths 1 ... 100: log axis
             ax.set_xscale("log")
-            ax.set_xticks(settings, [f"{s:g}" for s in settings])
             ax.minorticks_off()
+        ax.set_xticks(ticks, [f"{float(s):g}" if numeric else s for s in names], rotation=0 if numeric else 20)
         ax.set_title(suite)
-        ax.set_xlabel("setting")
-        ax.set_ylabel("success")
+        ax.set_xlabel(SWEEP_AXIS.get(suite, "setting"))
+        ax.set_ylabel(SWEEP_METRIC.get(suite, "success"))
+        if suite in SWEEP_METRIC:
+            ax.set_ylim(-1.05 if suite == "popgym" else -0.02, 1.05)
         ax.grid(alpha=0.3)
         ax.legend(fontsize="small")
     out = Path(out)
