@@ -159,7 +159,9 @@ def plot_sweep(csv_path: str | Path, out: str | Path) -> Path:
             xs = np.array([position[s] for s in settings])
             values = [np.array(by_setting[s]) for s in settings]
             mean = np.array([v.mean() for v in values])
-            (line,) = ax.plot(xs, mean, marker="o", label=f"{model} ({max(len(v) for v in values)} seeds)")
+            counts = sorted({len(v) for v in values})
+            seeds = f"{counts[0]}" if len(counts) == 1 else f"{counts[0]}–{counts[-1]}"
+            (line,) = ax.plot(xs, mean, marker="o", label=f"{model} ({seeds} seeds per point)")
             low, high = np.array([v.min() for v in values]), np.array([v.max() for v in values])
             ax.fill_between(xs, low, high, color=line.get_color(), alpha=0.2, linewidth=0)
         ticks = [position[s] for s in names]
