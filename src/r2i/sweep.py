@@ -15,6 +15,7 @@ Success (the `success` column), from the final evaluation of `--eval-episodes` g
 from __future__ import annotations
 
 import csv
+import fcntl
 import json
 import math
 import os
@@ -94,14 +95,24 @@ def success_of(suite: str, result: dict) -> float:
     return result["eval/return"]
 
 
-def _append_row(csv_path: Path, row: dict) -> None:
-    new = not csv_path.exists()
+def _append_row(csv_path: Path, row: dict) -> bool:
+    """Append `row` unless the CSV already holds its (suite, setting, model, seed); returns whether it was written.
+
+    The check and the write happen under an exclusive lock on the file, so sweeps running at the same time in several
+    processes (or a sweep re-run over finished runs) never record a run twice.
+    """
     csv_path.parent.mkdir(parents=True, exist_ok=True)
-    with open(csv_path, "a", newline="") as f:
+    with open(csv_path, "a+", newline="") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        f.seek(0)
+        existing = {(r["suite"], r["setting"], r["model"], int(r["seed"])) for r in csv.DictReader(f)}
+        if (row["suite"], str(row["setting"]), row["model"], int(row["seed"])) in existing:
+            return False
         writer = csv.DictWriter(f, fieldnames=COLUMNS)
-        if new:
+        if f.tell() == 0:
             writer.writeheader()
         writer.writerow(row)
+        return True
 
 
 def _recorded(csv_path: Path) -> set[tuple[str, str, str, int]]:
@@ -143,8 +154,8 @@ def sweep(suite: str, settings: list[str], models: list[str], seeds: list[int], 
         row = dict(suite=run.suite, setting=run.setting, model=run.model, seed=run.seed,
                    env_steps=result["env_steps"], success=round(success_of(run.suite, result), 4),
                    wall_s=round(result.get("wall_s", time.time() - start), 1))
-        _append_row(csv_path, row)
-        print(f"r2i sweep: {json.dumps(row)}", flush=True)
+        if _append_row(csv_path, row):
+            print(f"r2i sweep: {json.dumps(row)}", flush=True)
         return row
 
     with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
