@@ -144,6 +144,17 @@ def test_state_dict_partial_and_smaller_capacity():
     assert set(np.unique(small.sample(200)["vector"][..., 1])) == set(range(2, 7))
 
 
+def test_restore_into_a_ring_exactly_as_long_as_the_saved_fill():
+    """10 unwrapped steps per env from a 20-step ring into a 10-step ring: the ring is full and the next step
+    overwrites the oldest one (t = 0), not a position past its end."""
+    restored = Replay(SPEC, capacity=20, num_envs=2, length=4)
+    restored.load_state_dict(filled(capacity=40, steps=10).state_dict())
+    assert len(restored) == 20
+    restored.add(make_step(10, 2))
+    assert len(restored) == 20
+    assert set(np.unique(restored.sample(200)["vector"][..., 1])) == set(range(1, 11))
+
+
 def test_errors():
     with pytest.raises(ValueError, match=r"replay\.capacity=7 .*num_envs \* length = 2 \* 4"):
         Replay(SPEC, capacity=7, num_envs=2, length=4)

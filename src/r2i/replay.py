@@ -219,7 +219,7 @@ class Replay:
             # Same ring size (or not yet wrapped): copy the ring as it is, positions included.
             for key, array in self._data.items():
                 array[:, :fill] = arrays[key]
-            self._fill, self._pos = fill, pos
+            self._fill, self._pos = fill, pos % self.per_env  # a ring filled to exactly this size wraps to 0
         else:  # another capacity: keep the newest steps, oldest first
             order = (pos - fill + np.arange(fill)) % fill if fill else np.arange(0)
             keep = min(fill, self.per_env)
