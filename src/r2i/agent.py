@@ -45,6 +45,15 @@ class TrainState:
     step: jax.Array  # () int32 updates done
 
 
+def check_batch_divides(batch_size: int, devices: int) -> None:
+    """Data parallelism splits the batch along B over the devices, so B must be a multiple of their count."""
+    if batch_size % devices:
+        raise ConfigError(
+            f"run.batch_size={batch_size} is not divisible by the {devices} devices; set run.batch_size to a "
+            f"multiple of {devices}"
+        )
+
+
 def resolve_dtype(name: str):
     if name == "auto":
         return jnp.float32 if jax.default_backend() == "cpu" else jnp.bfloat16
@@ -186,12 +195,7 @@ class Agent:
         """Split the batch over devices along B (data parallelism); B must be divisible by the device count."""
         if self.mesh is None:
             return batch
-        b = batch["is_first"].shape[0]
-        if b % len(self.devices):
-            raise ConfigError(
-                f"run.batch_size={b} is not divisible by the {len(self.devices)} devices; set run.batch_size to a "
-                f"multiple of {len(self.devices)}"
-            )
+        check_batch_divides(batch["is_first"].shape[0], len(self.devices))
         return jax.device_put(batch, NamedSharding(self.mesh, PartitionSpec("data")))
 
     # -- acting --------------------------------------------------------------------------------------------------------

@@ -31,7 +31,7 @@ import tqdm
 import yaml
 
 from r2i import config as cfgmod
-from r2i.agent import Agent
+from r2i.agent import Agent, check_batch_divides
 from r2i.checkpoint import Checkpointer, GracefulExit
 from r2i.config import Config
 from r2i.envs import VectorDriver, make_specs
@@ -75,7 +75,7 @@ def check_resume_config(config: Config, force: bool = False) -> None:
     saved_path = logdir / CONFIG_FILE
     if not saved_path.exists() or Checkpointer(logdir / "checkpoints").latest() is None:
         return  # nothing to resume: a config.yaml left by a run that never checkpointed is simply replaced
-    saved = cfgmod.from_dict(yaml.safe_load(saved_path.read_text()))
+    saved = load_config(logdir)
     differing = cfgmod.diff(saved, config)
     if differing and not force:
         flat_saved, flat_new = cfgmod.flatten(cfgmod.to_dict(saved)), cfgmod.flatten(cfgmod.to_dict(config))
@@ -103,10 +103,7 @@ class Trainer:
         self.logdir.mkdir(parents=True, exist_ok=True)
         self.quiet = quiet
         env = config.env
-        devices = len(jax.devices())
-        if config.run.batch_size % devices:
-            raise ConfigError(f"run.batch_size={config.run.batch_size} is not divisible by the {devices} devices; set it "
-                              f"to a multiple of {devices}")
+        check_batch_divides(config.run.batch_size, len(jax.devices()))  # before any env process is started
         self.driver = VectorDriver(make_specs(env.id, env.num_envs, config.seed, **env.options), env.parallel)
         self.agent = Agent.from_config(config, self.driver.obs_space, self.driver.act_space)
         self.replay = Replay(

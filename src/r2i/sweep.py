@@ -95,6 +95,11 @@ def success_of(suite: str, result: dict) -> float:
     return result["eval/return"]
 
 
+def _run_key(row: dict) -> tuple[str, str, str, int]:
+    """(suite, setting, model, seed) of a CSV row or a row about to be written (values may not be strings yet)."""
+    return row["suite"], str(row["setting"]), row["model"], int(row["seed"])
+
+
 def _append_row(csv_path: Path, row: dict) -> bool:
     """Append `row` unless the CSV already holds its (suite, setting, model, seed); returns whether it was written.
 
@@ -105,8 +110,7 @@ def _append_row(csv_path: Path, row: dict) -> bool:
     with open(csv_path, "a+", newline="") as f:
         fcntl.flock(f, fcntl.LOCK_EX)
         f.seek(0)
-        existing = {(r["suite"], r["setting"], r["model"], int(r["seed"])) for r in csv.DictReader(f)}
-        if (row["suite"], str(row["setting"]), row["model"], int(row["seed"])) in existing:
+        if _run_key(row) in {_run_key(r) for r in csv.DictReader(f)}:
             return False
         writer = csv.DictWriter(f, fieldnames=COLUMNS)
         if f.tell() == 0:
@@ -119,7 +123,7 @@ def _recorded(csv_path: Path) -> set[tuple[str, str, str, int]]:
     if not csv_path.exists():
         return set()
     with open(csv_path) as f:
-        return {(r["suite"], r["setting"], r["model"], int(r["seed"])) for r in csv.DictReader(f)}
+        return {_run_key(r) for r in csv.DictReader(f)}
 
 
 def execute(run: Run, root: Path, preset: str, env: dict) -> dict:
