@@ -25,12 +25,12 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 from r2i import dists
 from r2i.behavior import Actor, Critic, discount_weights, imagine, lambda_returns, return_scale
 from r2i.config import BehaviorConfig, ModelConfig, OptimConfig
-from r2i.envs.base import ActionSpace, Space
+from r2i.dists import sg
 from r2i.errors import ConfigError
+from r2i.spaces import ActionSpace, Space
 from r2i.ssm import SSMParam
 from r2i.worldmodel import WorldModel
 
-sg = jax.lax.stop_gradient
 GROUPS = ("model", "ssm", "actor", "critic")
 
 

@@ -16,10 +16,9 @@ from flax import nnx
 
 from r2i import dists
 from r2i.config import BehaviorConfig
-from r2i.envs.base import ActionSpace
+from r2i.dists import sg
 from r2i.nets import MLP, zeros
-
-sg = jax.lax.stop_gradient
+from r2i.spaces import ActionSpace
 
 
 class Actor(nnx.Module):

@@ -10,6 +10,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+# The one stop-gradient shorthand of the package: the world model, actor-critic and agent import it from here.
 sg = jax.lax.stop_gradient
 
 

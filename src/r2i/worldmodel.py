@@ -15,12 +15,11 @@ from flax import nnx
 
 from r2i import dists
 from r2i.config import ModelConfig
-from r2i.envs.base import ActionSpace, Space
+from r2i.dists import sg
 from r2i.errors import EnvError
 from r2i.nets import MLP, ImageDecoder, ImageEncoder, zeros
 from r2i.sequence import make_sequence_model
-
-sg = jax.lax.stop_gradient
+from r2i.spaces import ActionSpace, Space
 
 
 class WorldModel(nnx.Module):

@@ -66,7 +66,7 @@ def worker(model: str, size: str, b: int, t: int, repeats: int) -> dict:
     from r2i.agent import Agent
     from r2i.bench.flops import function_flops
     from r2i.config import make_config
-    from r2i.envs.base import ActionSpace, Space
+    from r2i.spaces import ActionSpace, Space
 
     overrides = dict(SIZES[size], **{"model.sequence": model, "run.batch_size": b, "run.batch_length": t})
     config = make_config("default", overrides)
