@@ -17,7 +17,8 @@ any env (r2i.envs.wrappers).
 
 from r2i.envs.base import FLAG_KEYS, ActionSpace, Env, Space
 from r2i.envs.bsuite_env import discounting_chain_delay
-from r2i.envs.checks import describe_env, validate_spaces, validate_step
+from r2i.envs.checks import validate_spaces, validate_step
+from r2i.envs.describe import describe_env
 from r2i.envs.driver import EnvWorkerError, VectorDriver
 from r2i.envs.make import PREFIXES, EnvSpec, make_env, make_specs
 
