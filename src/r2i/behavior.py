@@ -1,4 +1,4 @@
-"""Actor-critic in imagination (DreamerV3, DESIGN.md §6).
+"""Actor-critic in imagination (DreamerV3, docs/design.md §6).
 
 Shapes: N imagination starts, H horizon, A action size, F policy-feature size, K value bins.
 Time index convention: the trajectory has states s_0 (the start) … s_H; a_t is taken at s_t; r_{t+1}, c_{t+1} are

@@ -1,4 +1,4 @@
-"""S5-style diagonal state-space layers (DESIGN.md §4).
+"""S5-style diagonal state-space layers (docs/design.md §4).
 
 Notation (one layer): H real input/output channels, P complex states.
 
@@ -275,7 +275,7 @@ class S5Layer(nnx.Module):
         self.lam_re = SSMParam(jnp.asarray(lam.real, jnp.float32))
         self.lam_im = SSMParam(jnp.asarray(lam.imag, jnp.float32))
         # B̃ = V⁻¹B and C̃ = CV in complex64 with jnp, so that the module can also be built abstractly (eval_shape).
-        # LeCun normal for the (P, H) matrix in JAX's convention (fan-in = P), as in S5 and DESIGN.md §4.
+        # LeCun normal for the (P, H) matrix in JAX's convention (fan-in = P), as in S5 and docs/design.md §4.
         b = _lecun_normal(rngs.params(), (state, hidden), state).astype(jnp.complex64)
         b_tilde = jnp.asarray(v_inv, jnp.complex64) @ b
         self.b_re = SSMParam(b_tilde.real)

@@ -1,6 +1,6 @@
 """World model: observation encoder, sequence model (S3M or RSSM-GRU), decoder, reward and continue heads, losses.
 
-Per step (DESIGN.md §5):  loss_t = pred_t + β_dyn·max(free, KL[sg(q)‖p]) + β_rep·max(free, KL[q‖sg(p)]),
+Per step (docs/design.md §5):  loss_t = pred_t + β_dyn·max(free, KL[sg(q)‖p]) + β_rep·max(free, KL[q‖sg(p)]),
 pred_t = decoder NLL (vector: symlog MSE, images: MSE) + reward two-hot NLL + continue Bernoulli NLL,
 with heads reading feat = (h_t, z_t).
 """
