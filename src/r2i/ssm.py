@@ -141,7 +141,7 @@ def compose_affine(earlier: tuple[jax.Array, jax.Array], later: tuple[jax.Array,
 def default_method() -> str:
     """The faster recurrence for the current backend, from `r2i bench scan` measurements.
 
-    On the 2-core CPU the sequential scan wins at every measured size (see README / bench); on accelerators the
+    On the 2-core CPU the sequential scan wins at every measured size (see benchmarks/README.md); on accelerators the
     associative scan's O(log T) depth wins.
     """
     return "sequential" if jax.default_backend() == "cpu" else "associative"
