@@ -65,8 +65,29 @@ def _decay_mask(params) -> Any:
     return jax.tree_util.tree_map_with_path(lambda path, _: "kernel" in jax.tree_util.keystr(path), params)
 
 
+# The SSM parameters by kind (attribute names in r2i.ssm.S5Layer): the official R2I code gives each kind its own optax
+# chain (configs.yaml: model_opt_group_keys.group1 'Lambda_re|Lambda_im|B|C|D|log_step'; jaxutils.Optimizer labels
+# parameters by their name), so each is clipped by its own global norm over all layers. The learned x_init is a model
+# parameter there ('initial_hidden').
+SSM_KINDS = {"lam_re": "lam_re", "lam_im": "lam_im", "b_re": "b", "b_im": "b", "c_re": "c", "c_im": "c", "d": "d",
+             "log_step": "log_step"}
+
+
+def _ssm_clip_labels(params) -> Any:
+    """Clip labels per leaf for optim.ssm_clip='per_kind': 'ssm_<kind>' for the SSM maths, 'model' for x_init."""
+
+    def label(path, _):
+        names = [getattr(k, "key", getattr(k, "name", None)) for k in path]
+        kind = next((SSM_KINDS[n] for n in reversed(names) if isinstance(n, str) and n in SSM_KINDS), None)
+        return f"ssm_{kind}" if kind else "model"
+
+    return {g: jax.tree_util.tree_map_with_path(label, v) if g == "ssm" else jax.tree.map(lambda _: g, v)
+            for g, v in params.items()}
+
+
 def make_optimizer(cfg: OptimConfig) -> optax.GradientTransformation:
-    """Global-norm clipping per optimiser (world model incl. SSM, actor, critic), then Adam per group."""
+    """Global-norm clipping per optimiser (world model, actor, critic; the SSM parameters inside the world model's
+    norm, or by kind with optim.ssm_clip='per_kind'), then Adam per group."""
 
     def adam(lr, eps, decay=0.0, mask=None):
         parts = [optax.scale_by_adam(eps=eps)]
@@ -75,15 +96,16 @@ def make_optimizer(cfg: OptimConfig) -> optax.GradientTransformation:
         parts.append(optax.scale(-lr))
         return optax.chain(*parts)
 
-    clip_labels = {"model": "model", "ssm": "model", "actor": "actor", "critic": "critic"}
-    clip = optax.multi_transform(
-        {
-            "model": optax.clip_by_global_norm(cfg.model_clip),
-            "actor": optax.clip_by_global_norm(cfg.ac_clip),
-            "critic": optax.clip_by_global_norm(cfg.ac_clip),
-        },
-        clip_labels,
-    )
+    clips = {
+        "model": optax.clip_by_global_norm(cfg.model_clip),
+        "actor": optax.clip_by_global_norm(cfg.actor_clip),
+        "critic": optax.clip_by_global_norm(cfg.critic_clip),
+    }
+    if cfg.ssm_clip == "per_kind":
+        clips.update({f"ssm_{k}": optax.clip_by_global_norm(cfg.model_clip) for k in set(SSM_KINDS.values())})
+        clip = optax.multi_transform(clips, _ssm_clip_labels)
+    else:
+        clip = optax.multi_transform(clips, {"model": "model", "ssm": "model", "actor": "actor", "critic": "critic"})
     update = optax.multi_transform(
         {
             "model": adam(cfg.model_lr, cfg.model_eps, cfg.weight_decay, _decay_mask),
@@ -211,7 +233,8 @@ class Agent:
         carry, state = wm.seq.observe_step(carry, wm.encode(obs), obs["is_first"], k_obs)
         action, _, _ = actor(wm.seq.policy_features(state, self.policy_inputs), k_act, mode)
         # The straight-through sample is a one-hot only up to rounding; the env and the replay get an exact one.
-        action = jnp.round(action) if self.act_space.discrete else action.astype(jnp.float32)
+        # Continuous actions: the actor's a·sg(1/max(1, |a|)) is clip(a) up to rounding; clip exactly for the env.
+        action = jnp.round(action) if self.act_space.discrete else jnp.clip(action.astype(jnp.float32), -1.0, 1.0)
         return action, {**carry, "a": action}
 
     def act(self, params, carry, obs: dict, key, mode: str = "sample"):
@@ -242,7 +265,7 @@ class Agent:
         actor, critic = self.actor(params), self.critic(params["critic"])
         frozen_critic = self.critic(sg(params["critic"]))
         rollout = functools.partial(imagine, frozen, actor, critic, frozen_critic, self.critic(slow_critic),
-                                    horizon=cfg.horizon, policy_inputs=self.policy_inputs)
+                                    horizon=cfg.horizon, policy_inputs=self.policy_inputs, cont=cfg.imag_cont)
         n = start["z"].shape[0]
         if cfg.imag_chunk and n > cfg.imag_chunk and n % cfg.imag_chunk == 0:
             # Roll out the starts in chunks, one after the other: the same work, with working sets that stay in the

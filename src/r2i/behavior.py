@@ -39,8 +39,13 @@ class Actor(nnx.Module):
     def __call__(self, features, key: jax.Array, mode: str = "sample"):
         """features: list of (..., F_i) → action (..., A) float32, log π(a) (...), entropy (...).
 
-        mode: 'sample' draws (discrete: straight-through one-hot; continuous: reparameterised and clipped to [−1, 1]),
-        'greedy' takes the most likely action. log π is of the stop-gradient action (for REINFORCE).
+        mode: 'sample' draws (discrete: straight-through one-hot; continuous: reparameterised), 'greedy' takes the most
+        likely action. log π is of the stop-gradient action (for REINFORCE).
+
+        Continuous actions come back as a · sg(1 / max(1, |a|)) (DreamerV3 / R2I `rssm.action_clip`): the value of
+        clip(a, −1, 1), but a sample outside [−1, 1] still passes a (scaled) gradient to the actor when the dynamics
+        read it in imagination, where a hard clip would pass none. The agent hard-clips only what goes to the
+        environment and the replay (`Agent.policy`).
         """
         raw = self.net(features)
         if self.discrete:
@@ -53,7 +58,7 @@ class Actor(nnx.Module):
             return jnp.concatenate(parts, -1), logp, entropy
         mean, std = dists.bounded_normal(raw, self.min_std, self.max_std)
         action = mean + std * jax.random.normal(key, mean.shape) if mode == "sample" else mean
-        action = jnp.clip(action, -1.0, 1.0)
+        action = action * sg(1.0 / jnp.maximum(1.0, jnp.abs(action)))
         return action, dists.normal_logp(sg(action), mean, std), dists.normal_entropy(std)
 
 
@@ -74,7 +79,7 @@ class Critic(nnx.Module):
 
 def imagine(
     frozen, actor: Actor, critic: Critic, frozen_critic: Critic, slow: Critic, start: dict, *, horizon: int, key,
-    policy_inputs: str,
+    policy_inputs: str, cont: str = "prob",
 ):
     """Roll the prior forward for `horizon` steps from every start state, acting with the actor.
 
@@ -87,6 +92,8 @@ def imagine(
       frozen_critic: the same critic with stop-gradient parameters (values for continuous actions, see below).
       slow: the slow critic (EMA), the target of the critic's regulariser.
       start: imagination state with leading axis N (see `sequence.py`), already stop-gradient.
+      cont: ĉ is the continue head's probability ('prob') or its mode, 0 or 1 ('mode', the official R2I code), in the
+        λ-returns and the discount weights alike.
     Returns a dict of (H, N) arrays over t = 0 … H−1 (values at s_t, rewards and continues at s_{t+1}):
       "logp", "entropy" of a_t; "critic_logits" (H, N, K) at sg(s_t); "value" the critic's value of s_t, which
       bootstraps the λ-returns and is the advantage baseline (DreamerV3); "slow_value" the slow critic's;
@@ -119,6 +126,8 @@ def imagine(
         nxt = seq.imagine_step(state, sg(action) if actor.discrete else action, k_dyn)
         out["reward"] = frozen.reward_mean(nxt["h"], nxt["z"])
         out["cont"] = frozen.cont_prob(nxt["h"], nxt["z"])
+        if cont == "mode":
+            out["cont"] = (out["cont"] > 0.5).astype(jnp.float32)
         return nxt, out
 
     last, out = jax.lax.scan(step, start, jax.random.split(key, horizon))

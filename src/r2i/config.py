@@ -50,8 +50,11 @@ class SSMConfig:
     state: int = opt(64, "P: complex states per layer")
     layers: int = opt(2, "number of stacked S5 blocks")
     blocks: int = opt(4, "HiPPO-N blocks the P states are split into (P must be divisible by it)")
-    discretization: str = opt("zoh", "'zoh' or 'bilinear'")
-    learned_init: bool = opt(False, "learn the episode-start state x_init instead of zeros")
+    discretization: str = opt("zoh", "'zoh' or 'bilinear' (official R2I: bilinear, except bsuite: zoh)")
+    learned_init: bool = opt(False, "learn the episode-start state x_init instead of zeros (official R2I: learned, except "
+                             "bsuite: zeros)")
+    c_init: str = opt("fan_in_p", "C̃ = C·V with C drawn as: 'fan_in_p' normal, std 1/√P (S5 paper; the CPU presets) or "
+                      "'fan_in_ph' truncated LeCun normal over the whole (H, P, 2) array, std 1/√(P·H) (official R2I)")
     dt_min: float = opt(1e-3, "lower bound of the initial step sizes Δ")
     dt_max: float = opt(1e-1, "upper bound of the initial step sizes Δ")
     method: str = opt("auto", "scan over time: 'auto' (per backend), 'sequential' or 'associative'")
@@ -98,6 +101,8 @@ class BehaviorConfig:
     retnorm_high: float = opt(0.95, "upper return percentile")
     imag_starts: int = opt(0, "imagination starts per update: 0 = every posterior state of the batch (B·L)")
     imag_chunk: int = opt(0, "roll out the starts in chunks of this many (same maths, smaller working sets); 0 = all at once")
+    imag_cont: str = opt("prob", "imagined continuation ĉ: 'prob' the continue head's Bernoulli probability (the CPU "
+                         "presets) or 'mode' its mode, 0 or 1 (official R2I / DreamerV3 2023)")
 
 
 @dataclass
@@ -108,8 +113,12 @@ class OptimConfig:
     ssm_lr: float = opt(0.0, "learning rate of the SSM parameters (Λ, B̃, C̃, D, log Δ); 0 = model_lr")
     actor_lr: float = opt(3e-5, "actor learning rate")
     critic_lr: float = opt(3e-5, "critic learning rate")
+    ssm_clip: str = opt("model", "SSM gradient clip: 'model' inside the world model's global norm (the CPU presets) or "
+                        "'per_kind' each kind (Λ_re, Λ_im, B̃, C̃, D, log Δ; all layers) by its own global norm at "
+                        "model_clip (official R2I)")
     ac_eps: float = opt(1e-5, "actor and critic Adam epsilon")
-    ac_clip: float = opt(100.0, "actor and critic global-norm gradient clip")
+    actor_clip: float = opt(100.0, "actor global-norm gradient clip")
+    critic_clip: float = opt(100.0, "critic global-norm gradient clip")
     weight_decay: float = opt(0.0, "decoupled weight decay on kernels (never on SSM parameters or norms)")
 
 
@@ -140,6 +149,8 @@ class RunConfig:
     checkpoint_every: float = opt(600.0, "seconds between checkpoints (also written at the end and on SIGINT/SIGTERM)")
     success_window: int = opt(100, "training episodes averaged into episode/success_recent")
     stop_at_success: float = opt(0.0, "finish once an evaluation round reaches this eval/success (0 = never)")
+    eval_sampled: bool = opt(False, "each evaluation round also runs the sampled policy, logged as eval/<key>_sampled "
+                             "(the official R2I agent samples when evaluating; the greedy eval/<key> stays)")
 
 
 @dataclass
@@ -164,6 +175,9 @@ CHOICES = {
     "model.ssm.method": ("auto", "sequential", "associative"),
     "model.policy_inputs": ("output", "hidden", "full"),
     "model.dtype": ("auto", "float32", "bfloat16"),
+    "model.ssm.c_init": ("fan_in_p", "fan_in_ph"),
+    "behavior.imag_cont": ("prob", "mode"),
+    "optim.ssm_clip": ("model", "per_kind"),
 }
 
 
@@ -270,6 +284,11 @@ def from_dict(tree: dict[str, Any], cls=Config, prefix: str = ""):
     """Strictly build a dataclass from a nested dict (unknown keys raise ConfigError)."""
     types_ = _field_types(cls)
     names = {f.name for f in dataclasses.fields(cls)}
+    if cls is OptimConfig and "ac_clip" in tree:  # a run directory saved before actor_clip / critic_clip existed
+        tree = dict(tree)
+        clip = tree.pop("ac_clip")
+        tree.setdefault("actor_clip", clip)
+        tree.setdefault("critic_clip", clip)
     kwargs = {}
     for key, value in tree.items():
         name = f"{prefix}{key}"
@@ -391,7 +410,8 @@ _POSITIVE = {
     "model.ssm.blocks", "model.ssm.dt_min", "model.reward_bins", "model.cnn_depth", "behavior.horizon",
     "env.num_envs", "env.eval_envs", "replay.capacity", "run.batch_size", "run.batch_length", "run.train_ratio",
     "run.success_window", "run.log_every", "run.checkpoint_every", "optim.model_lr", "optim.actor_lr",
-    "optim.critic_lr", "optim.model_eps", "optim.ac_eps", "optim.model_clip", "optim.ac_clip",
+    "optim.critic_lr", "optim.model_eps", "optim.ac_eps", "optim.model_clip", "optim.actor_clip",
+    "optim.critic_clip",
     "behavior.min_std",
 }  # fmt: skip
 _NON_NEGATIVE = {

@@ -261,7 +261,7 @@ class Trainer:
                 if cfg.eval_every and self.counters.env_steps >= self.counters.next_eval:
                     self.counters.next_eval = self.counters.env_steps + cfg.eval_every
                     if self.counters.env_steps >= cfg.prefill:
-                        evaluated = self.logger.write(self.counters.env_steps, self.evaluate(cfg.eval_episodes))
+                        evaluated = self.logger.write(self.counters.env_steps, self.eval_round(cfg.eval_episodes))
                         if cfg.stop_at_success and evaluated.get("eval/success", 0.0) >= cfg.stop_at_success:
                             solved = True
                             break
@@ -301,6 +301,14 @@ class Trainer:
     def evaluate(self, episodes: int, mode: str = "greedy") -> dict:
         """Run `episodes` full episodes in separate evaluation envs; returns eval/return, eval/length, eval/success."""
         return evaluate(self.agent, self.state.params, self.config, episodes, mode, self._next_key())
+
+    def eval_round(self, episodes: int) -> dict:
+        """Greedy evaluation; with run.eval_sampled also the sampled policy's, as eval/<key>_sampled (the official
+        R2I agent samples when it evaluates, and the paper's curves are of sampled training episodes)."""
+        out = self.evaluate(episodes)
+        if self.config.run.eval_sampled:
+            out.update({f"{k}_sampled": v for k, v in self.evaluate(episodes, "sample").items()})
+        return out
 
     def close(self) -> None:
         self.driver.close()
@@ -357,7 +365,7 @@ def train(config: Config, *, force: bool = False, quiet: bool = False) -> dict:
     try:
         result = trainer.run()
         if not result["stopped_early"] and config.run.eval_episodes:
-            final = trainer.evaluate(config.run.eval_episodes)
+            final = trainer.eval_round(config.run.eval_episodes)
             trainer.logger.write(trainer.counters.env_steps, final)
             result.update(final)
         result["env_steps"] = trainer.counters.env_steps

@@ -75,7 +75,7 @@ class S3M(_Latent):
         self.stack = S5Stack(
             ssm.units, ssm.state, ssm.layers, blocks=ssm.blocks, discretization=ssm.discretization,
             learned_init=ssm.learned_init, dt_min=ssm.dt_min, dt_max=ssm.dt_max, method=ssm.method,
-            dtype=dtype, rngs=rngs,
+            c_init=ssm.c_init, dtype=dtype, rngs=rngs,
         )
         self.out = Dense(ssm.units, cfg.deter, dtype=dtype, rngs=rngs)
         self.hidden_size = 2 * ssm.layers * ssm.state

@@ -264,10 +264,13 @@ class S5Layer(nnx.Module):
         dt_min: float = 1e-3,
         dt_max: float = 1e-1,
         method: Method = "auto",
+        c_init: str = "fan_in_p",
         rngs: nnx.Rngs,
     ):
         if discretization not in ("zoh", "bilinear"):
             raise ValueError(f"ssm discretization must be 'zoh' or 'bilinear', got {discretization!r}")
+        if c_init not in ("fan_in_p", "fan_in_ph"):
+            raise ValueError(f"ssm c_init must be 'fan_in_p' or 'fan_in_ph', got {c_init!r}")
         self.hidden, self.state = hidden, state
         self.discretization = discretization
         self.method = method
@@ -280,7 +283,14 @@ class S5Layer(nnx.Module):
         b_tilde = jnp.asarray(v_inv, jnp.complex64) @ b
         self.b_re = SSMParam(b_tilde.real)
         self.b_im = SSMParam(b_tilde.imag)
-        c = _lecun_normal(rngs.params(), (hidden, state, 2), state)
+        # C (H, P, 2) as real/imaginary pairs. 'fan_in_p': std 1/√P, the S5 paper's scale. 'fan_in_ph': JAX's
+        # (truncated) LeCun normal over the whole (H, P, 2) array, whose fan-in is P·H, exactly as the official R2I
+        # code draws it (ssm/mimo.py: trunc_standard_normal); about √H times smaller, so the SSM starts close to pure
+        # feed-through D⊙u.
+        if c_init == "fan_in_p":
+            c = _lecun_normal(rngs.params(), (hidden, state, 2), state)
+        else:
+            c = jax.nn.initializers.lecun_normal()(rngs.params(), (hidden, state, 2), jnp.float32)
         c_tilde = jax.lax.complex(c[..., 0], c[..., 1]) @ jnp.asarray(v, jnp.complex64)
         self.c_re = SSMParam(c_tilde.real)
         self.c_im = SSMParam(c_tilde.imag)
