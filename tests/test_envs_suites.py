@@ -298,3 +298,27 @@ def test_atari_life_loss_is_not_terminal():
             break
     assert float(result["log_lives"]) == lives - 1 and not result["is_last"] and not result["is_terminal"]
     env.close()
+
+
+def test_atari100k_protocol_options():
+    """noops: random no-op starts in [0, N]; max_pool: each observation ≥ the plain frame (max with the previous one)."""
+    _needs_ale()
+    protocol = dict(action_repeat=4, repeat_action_probability=0.0)
+    pooled = make_env("atari:Pong", seed=3, noops=30, max_pool=True, **protocol)
+    plain = make_env("atari:Pong", seed=3, noops=30, **protocol)
+    starts = []
+    for _ in range(4):
+        a, b = pooled.reset(), plain.reset()
+        assert a["log_episode_frame_number"] == b["log_episode_frame_number"]  # same seed: same no-op draws
+        starts.append(float(a["log_episode_frame_number"]))
+        np.testing.assert_array_equal(a["image"], b["image"])  # after a reset the previous frame is the frame
+    assert all(0 <= s <= 30 for s in starts) and len(set(starts)) > 1, starts
+    differ = False
+    for t in range(40):
+        a, b = pooled.step(one_hot(t % 6, 6)), plain.step(one_hot(t % 6, 6))
+        assert (a["image"] >= b["image"]).all()  # area resize averages, so the max of two frames stays ≥
+        differ |= bool((a["image"] != b["image"]).any())
+    assert differ
+    pooled.close(), plain.close()
+    with pytest.raises(EnvError, match="option noops must be an integer >= 0"):
+        make_env("atari:Pong", noops=-1)
