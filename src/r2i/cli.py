@@ -195,7 +195,8 @@ def build_parser() -> argparse.ArgumentParser:
     scan.add_argument("--methods", default="sequential,associative", help="which scan implementations to time")
     scan.set_defaults(handler=_bench_scan)
     btrain = benches.add_parser("train", help="the whole agent update, S3M vs GRU at the same sizes")
-    btrain.add_argument("--size", default="cpu", help="'cpu' (default preset) or 'popgym' (reference POPGym config)")
+    btrain.add_argument("--size", default="cpu", help="'cpu' (default preset) or 'popgym_released' (the official R2I "
+                        "POPGym config as released on its main branch; not the popgym preset)")
     btrain.add_argument("--B", default="4", help="batch sizes, comma-separated")
     btrain.add_argument("--T", default="64,256,1024", help="sequence lengths, comma-separated")
     btrain.add_argument("--models", default="s3m,gru", help="sequence models to time")
