@@ -85,9 +85,22 @@ def _ssm_clip_labels(params) -> Any:
             for g, v in params.items()}
 
 
+def make_clip(cfg: OptimConfig) -> optax.GradientTransformation:
+    """Global-norm clipping per optimiser: world model, actor, critic; the SSM parameters inside the world model's norm
+    (optim.ssm_clip='model') or each SSM kind by its own norm at model_clip ('per_kind', the official R2I code)."""
+    clips = {
+        "model": optax.clip_by_global_norm(cfg.model_clip),
+        "actor": optax.clip_by_global_norm(cfg.actor_clip),
+        "critic": optax.clip_by_global_norm(cfg.critic_clip),
+    }
+    if cfg.ssm_clip == "per_kind":
+        clips.update({f"ssm_{k}": optax.clip_by_global_norm(cfg.model_clip) for k in set(SSM_KINDS.values())})
+        return optax.multi_transform(clips, _ssm_clip_labels)
+    return optax.multi_transform(clips, {"model": "model", "ssm": "model", "actor": "actor", "critic": "critic"})
+
+
 def make_optimizer(cfg: OptimConfig) -> optax.GradientTransformation:
-    """Global-norm clipping per optimiser (world model, actor, critic; the SSM parameters inside the world model's
-    norm, or by kind with optim.ssm_clip='per_kind'), then Adam per group."""
+    """`make_clip`, then Adam per group (decoupled weight decay on the world model's kernels)."""
 
     def adam(lr, eps, decay=0.0, mask=None):
         parts = [optax.scale_by_adam(eps=eps)]
@@ -96,16 +109,6 @@ def make_optimizer(cfg: OptimConfig) -> optax.GradientTransformation:
         parts.append(optax.scale(-lr))
         return optax.chain(*parts)
 
-    clips = {
-        "model": optax.clip_by_global_norm(cfg.model_clip),
-        "actor": optax.clip_by_global_norm(cfg.actor_clip),
-        "critic": optax.clip_by_global_norm(cfg.critic_clip),
-    }
-    if cfg.ssm_clip == "per_kind":
-        clips.update({f"ssm_{k}": optax.clip_by_global_norm(cfg.model_clip) for k in set(SSM_KINDS.values())})
-        clip = optax.multi_transform(clips, _ssm_clip_labels)
-    else:
-        clip = optax.multi_transform(clips, {"model": "model", "ssm": "model", "actor": "actor", "critic": "critic"})
     update = optax.multi_transform(
         {
             "model": adam(cfg.model_lr, cfg.model_eps, cfg.weight_decay, _decay_mask),
@@ -115,7 +118,7 @@ def make_optimizer(cfg: OptimConfig) -> optax.GradientTransformation:
         },
         {g: g for g in GROUPS},
     )
-    return optax.chain(clip, update)
+    return optax.chain(make_clip(cfg), update)
 
 
 class Agent:
