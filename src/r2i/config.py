@@ -1,5 +1,9 @@
 """Typed configuration: dataclasses with a one-line doc per field, YAML presets, dotted overrides, validation.
 
+Where the official R2I code differs from a default (SSM discretisation, initial state and C̃ init, imagined
+continuation, SSM gradient clip), the default is what the CPU presets were measured with and each field's doc names the
+official value; the paper presets set the official values (see the README's "Paper presets").
+
 A configuration is built as: dataclass defaults (DreamerV3 / R2I algorithm settings at small sizes) ← preset YAML (`src/r2i/presets/NAME.yaml`)
 ← command-line overrides (`--model.ssm.layers 5` or `model.ssm.layers=5`). Unknown keys are rejected with the nearest
 valid name; every value is converted to the field's type.
