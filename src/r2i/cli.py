@@ -122,6 +122,19 @@ def _bench_train(args: argparse.Namespace, extra: list[str]) -> int:
     return 0
 
 
+def _bench_solve(args: argparse.Namespace, extra: list[str]) -> int:
+    from pathlib import Path
+
+    from r2i import config as cfgmod
+    from r2i.bench import solve
+    from r2i.bench.common import parse_ints
+
+    overrides = [f"{k}={v}" for k, v in cfgmod.parse_overrides(extra).items()]
+    root = Path(args.root or f"benchmarks/runs/solve-{time.strftime('%Y%m%d-%H%M%S')}")
+    solve.run(parse_ints(args.seeds), root, args.preset, args.threshold, args.eval_every, args.jobs, overrides)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="r2i", description="Recall to Imagine: model-based RL with S5 world models.")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -202,10 +215,21 @@ def build_parser() -> argparse.ArgumentParser:
     btrain.add_argument("--models", default="s3m,gru", help="sequence models to time")
     btrain.add_argument("--repeats", type=int, default=3, help="timed updates after one warm-up update")
     btrain.set_defaults(handler=_bench_train)
+    bsolve = benches.add_parser("solve", help="time from `r2i train` to a solved task, per seed (default preset)")
+    bsolve.add_argument("--seeds", default="0,1,2,3,4", help="seeds, comma-separated")
+    bsolve.add_argument("--preset", default="default", help="preset to train")
+    bsolve.add_argument("--threshold", type=float, default=0.95, help="eval/success that counts as solved")
+    bsolve.add_argument("--eval-every", type=int, default=1000, help="env steps between evaluation rounds")
+    bsolve.add_argument("--jobs", type=int, default=1, help="seeds trained at once (>1 shares the CPU)")
+    bsolve.add_argument("--root", help="directory of the run directories (default benchmarks/runs/solve-<time>)")
+    bsolve.set_defaults(handler=_bench_solve, extra_ok=True)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
+    from r2i import allocator
+
+    allocator.configure()  # before JAX starts its threads and allocates (see r2i/allocator.py)
     parser = build_parser()
     args, extra = parser.parse_known_args(argv)
     if extra and not getattr(args, "extra_ok", False):

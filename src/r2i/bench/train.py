@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import resource
 import subprocess
 import sys
 import time
@@ -18,6 +19,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from r2i import allocator
 from r2i.bench.common import compile_and_time, emit
 from r2i.runtime import device_description, peak_rss_mb
 
@@ -84,12 +86,16 @@ def worker(model: str, size: str, b: int, t: int, repeats: int) -> dict:
     compile_s = time.perf_counter() - start
     cost = compiled.cost_analysis()
     cost = cost[0] if isinstance(cost, list) else cost
-    times = []
+    times, faults, system = [], [], []
     for i in range(repeats + 1):  # the first run is the warm-up
+        before = resource.getrusage(resource.RUSAGE_SELF)
         start = time.perf_counter()
         state, metrics = compiled(state, batch, jax.random.key(i))
         jax.block_until_ready(metrics)
         times.append(time.perf_counter() - start)
+        after = resource.getrusage(resource.RUSAGE_SELF)
+        faults.append(after.ru_minflt - before.ru_minflt)
+        system.append(after.ru_stime - before.ru_stime)
     if not bool(metrics["train/finite"]):
         raise RuntimeError(f"non-finite update in the benchmark ({model}, B={b}, T={t})")
     median_s = float(np.median(times[1:]))
@@ -98,6 +104,8 @@ def worker(model: str, size: str, b: int, t: int, repeats: int) -> dict:
         peak_rss_mb=round(peak_rss_mb(), 1), gflop=round(flops["total"] / 1e9, 2),
         gflop_matmul=round(flops["matmul"] / 1e9, 2), xla_gflop_loop_bodies_once=round(cost.get("flops", 0) / 1e9, 2),
         gflops_achieved=round(flops["total"] / 1e9 / median_s, 1), repeats=repeats, device=device_description(),
+        page_faults_per_update=int(np.median(faults[1:])), system_ms_per_update=round(1e3 * np.median(system[1:]), 2),
+        allocator_configured=allocator.configure(),
         params=agent.num_params(state),
     )
 
@@ -138,5 +146,7 @@ def run(models: list[str], size: str, batch: list[int], length: list[int], repea
 
 
 if __name__ == "__main__":  # worker process: python -m r2i.bench.train MODEL SIZE B T REPEATS
+    if not os.environ.get("R2I_SYSTEM_MALLOC"):  # as `r2i train` runs it (set R2I_SYSTEM_MALLOC=1 to compare)
+        allocator.configure()
     _model, _size, _b, _t, _repeats = sys.argv[1:6]
     print(json.dumps(worker(_model, _size, int(_b), int(_t), int(_repeats))), flush=True)

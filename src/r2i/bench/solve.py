@@ -1,0 +1,101 @@
+"""`r2i bench solve`: time to a solved task, per seed — the figure a user of `r2i train` waits for.
+
+Each seed runs `r2i train` as its own process (a fresh run directory, the persistent compilation cache on, as a user
+gets it) with evaluation every `eval_every` env steps and `run.stop_at_success`, so the run ends at the first
+evaluation round that reaches the threshold. One JSON line per seed:
+
+    {"bench": "solve", "seed": 0, "solved": true, "env_steps_to_success": 7004, "wall_s_to_success": 212.4,
+     "wall_s": 214.0, "final_success": 1.0, "updates": 2503, "cpu_user_s": ..., "cpu_system_s": ..., ...}
+
+`wall_s_to_success` counts from the command's start (imports, compilation, prefill and evaluations included) to the
+evaluation line that reached the threshold, read from the run's `metrics.jsonl`. Then a summary line with the median
+and the number of seeds solved. Seeds run one after another unless `jobs` > 1 (which shares the CPU between runs, so
+their wall clocks are not comparable with a run alone).
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import json
+import os
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from r2i.bench.common import emit
+from r2i.runtime import device_description
+
+
+def _children_cpu() -> tuple[float, float]:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime, usage.ru_stime
+
+
+def run_seed(seed: int, root: Path, preset: str, threshold: float, eval_every: int, extra: list[str]) -> dict:
+    """Train one seed to `threshold` (or to the preset's `run.steps`) and read back when it got there."""
+    logdir = root / f"seed{seed}"
+    if logdir.exists():
+        from r2i.errors import ConfigError
+
+        raise ConfigError(f"{logdir} exists; `r2i bench solve` times fresh runs only — pass another --root")
+    cmd = [sys.executable, "-m", "r2i.cli", "train", "--preset", preset, "--seed", str(seed), "--logdir", str(logdir),
+           "--quiet", f"run.stop_at_success={threshold}", f"run.eval_every={eval_every}", *extra]
+    start = time.time()
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    wall = time.time() - start
+    if proc.returncode:
+        tail = (proc.stderr.strip().splitlines() or ["(no output)"])[-1]
+        return {"bench": "solve", "seed": seed, "error": tail, "returncode": proc.returncode}
+    evals = []
+    with open(logdir / "metrics.jsonl") as f:
+        for line in f:
+            row = json.loads(line)
+            if "eval/success" in row:
+                evals.append(row)
+    first = next((r for r in evals if r["eval/success"] >= threshold), None)
+    result = json.loads((logdir / "result.json").read_text())
+    return {
+        "bench": "solve", "seed": seed, "preset": preset, "solved": first is not None,
+        "env_steps_to_success": first["step"] if first else None,
+        "wall_s_to_success": round(first["time"] - start, 1) if first else None,
+        "wall_s": round(wall, 1), "final_success": evals[-1]["eval/success"] if evals else None,
+        "evals": [[r["step"], round(r["eval/success"], 3)] for r in evals],
+        "updates": result.get("updates"), "env_steps": result.get("env_steps"), "logdir": str(logdir),
+    }
+
+
+def run(seeds: list[int], root: Path, preset: str, threshold: float, eval_every: int, jobs: int,
+        extra: list[str]) -> list[dict]:
+    root.mkdir(parents=True, exist_ok=True)
+    env_note = {"device": device_description(), "jobs": jobs, "threshold": threshold, "eval_every": eval_every,
+                "overrides": extra}
+    cpu0 = _children_cpu()
+    with concurrent.futures.ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
+        futures = [pool.submit(run_seed, s, root, preset, threshold, eval_every, extra) for s in seeds]
+        results = []
+        for future in futures:  # in seed order
+            record = {**future.result(), **env_note}
+            emit(record)
+            results.append(record)
+    cpu1 = _children_cpu()
+    done = [r for r in results if "error" not in r]
+    times = [r["wall_s_to_success"] for r in done if r["solved"]]
+    emit({
+        "bench": "solve", "summary": True, "preset": preset, "seeds": len(seeds), "solved": len(times),
+        "median_wall_s_to_success": round(float(np.median(times)), 1) if times else None,
+        "max_wall_s_to_success": max(times) if times else None,
+        "median_env_steps_to_success": float(np.median([r["env_steps_to_success"] for r in done if r["solved"]]))
+        if times else None,
+        "cpu_user_s": round(cpu1[0] - cpu0[0], 1), "cpu_system_s": round(cpu1[1] - cpu0[1], 1),
+        "system_fraction": round((cpu1[1] - cpu0[1]) / max(1e-9, (cpu1[0] - cpu0[0]) + (cpu1[1] - cpu0[1])), 4),
+        **env_note,
+    })
+    return results
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit("use `r2i bench solve`")
