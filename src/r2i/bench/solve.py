@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import concurrent.futures
 import json
-import os
 import resource
 import subprocess
 import sys
@@ -50,6 +49,12 @@ def run_seed(seed: int, root: Path, preset: str, threshold: float, eval_every: i
     if proc.returncode:
         tail = (proc.stderr.strip().splitlines() or ["(no output)"])[-1]
         return {"bench": "solve", "seed": seed, "error": tail, "returncode": proc.returncode}
+    return {"bench": "solve", "seed": seed, "preset": preset, "wall_s": round(wall, 1),
+            **read_run(logdir, start, threshold)}
+
+
+def read_run(logdir: Path, start: float, threshold: float) -> dict:
+    """When a finished run first reached `threshold` eval/success: env steps, and seconds since `start` (unix time)."""
     evals = []
     with open(logdir / "metrics.jsonl") as f:
         for line in f:
@@ -59,10 +64,10 @@ def run_seed(seed: int, root: Path, preset: str, threshold: float, eval_every: i
     first = next((r for r in evals if r["eval/success"] >= threshold), None)
     result = json.loads((logdir / "result.json").read_text())
     return {
-        "bench": "solve", "seed": seed, "preset": preset, "solved": first is not None,
+        "solved": first is not None,
         "env_steps_to_success": first["step"] if first else None,
         "wall_s_to_success": round(first["time"] - start, 1) if first else None,
-        "wall_s": round(wall, 1), "final_success": evals[-1]["eval/success"] if evals else None,
+        "final_success": evals[-1]["eval/success"] if evals else None,
         "evals": [[r["step"], round(r["eval/success"], 3)] for r in evals],
         "updates": result.get("updates"), "env_steps": result.get("env_steps"), "logdir": str(logdir),
     }
