@@ -1,6 +1,7 @@
 """The allocator settings that keep XLA's per-update buffers in the heap (r2i/allocator.py). Their effect (page faults
 and system time per update) is measured by `r2i bench train`, not here."""
 
+import os
 import platform
 import subprocess
 import sys
@@ -17,5 +18,5 @@ def test_configure_applies_once_and_can_be_turned_off():
     assert allocator.configure() is True  # conftest.py configured the session, as the `r2i` command does for a run
     assert allocator.configure() is True  # idempotent
     out = subprocess.run([sys.executable, "-c", PROBE], capture_output=True, text=True, check=True,
-                         env={"R2I_SYSTEM_MALLOC": "1", "PATH": ""}).stdout
+                         env={**os.environ, "R2I_SYSTEM_MALLOC": "1"}).stdout
     assert out.strip() == "False"
