@@ -138,6 +138,9 @@ class EnvConfig:
 @dataclass
 class ReplayConfig:
     capacity: int = opt(1_000_000, "replay capacity in steps, over all env streams (FIFO)")
+    backend: str = opt("memory", "'memory' (NumPy arrays in RAM) or 'disk' (memory-mapped chunk files, RAM bounded)")
+    directory: str = opt("", "disk backend: where the chunk files live ('' = <logdir>/replay; relative to logdir)")
+    chunk: int = opt(1024, "disk backend: ring slots per chunk file and env (a crash loses at most one chunk)")
 
 
 @dataclass
@@ -182,6 +185,7 @@ CHOICES = {
     "model.ssm.c_init": ("fan_in_p", "fan_in_ph"),
     "behavior.imag_cont": ("prob", "mode"),
     "optim.ssm_clip": ("model", "per_kind"),
+    "replay.backend": ("memory", "disk"),
 }
 
 
@@ -412,7 +416,8 @@ def validate(config: Config) -> None:
 _POSITIVE = {
     "model.deter", "model.hidden", "model.stoch", "model.classes", "model.ssm.units", "model.ssm.state",
     "model.ssm.blocks", "model.ssm.dt_min", "model.reward_bins", "model.cnn_depth", "behavior.horizon",
-    "env.num_envs", "env.eval_envs", "replay.capacity", "run.batch_size", "run.batch_length", "run.train_ratio",
+    "env.num_envs", "env.eval_envs", "replay.capacity", "replay.chunk", "run.batch_size", "run.batch_length",
+    "run.train_ratio",
     "run.success_window", "run.log_every", "run.checkpoint_every", "optim.model_lr", "optim.actor_lr",
     "optim.critic_lr", "optim.model_eps", "optim.ac_eps", "optim.model_clip", "optim.actor_clip",
     "optim.critic_clip",

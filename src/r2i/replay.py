@@ -22,6 +22,7 @@ between windows, so the first step must be treated as the start of a sequence.
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import numpy as np
 
@@ -76,10 +77,7 @@ class Replay:
         self.num_envs = int(num_envs)
         self.length = int(length)
         self.per_env = self.capacity // self.num_envs
-        # np.zeros maps memory lazily: RAM is committed as the rings fill.
-        self._data = {
-            key: np.zeros((self.num_envs, self.per_env, *shape), dtype) for key, (shape, dtype) in self.spec.items()
-        }
+        self._data = self._allocate()
         self._pos = 0  # next write index, the same in every stream
         self._fill = 0  # steps stored per stream, <= per_env
         self._added = 0  # steps ever added per stream
@@ -137,8 +135,7 @@ class Replay:
             if not np.can_cast(value.dtype, dtype, "same_kind"):
                 raise ValueError(f"replay.add: {key!r} has dtype {value.dtype}, cannot store it as {dtype}")
             values[key] = value
-        for key, value in values.items():  # write only once everything is valid: never a half-written step
-            self._data[key][:, self._pos] = value
+        self._write(values)  # only once everything is valid: never a half-written step
         self._pos = (self._pos + 1) % self.per_env
         self._fill = min(self._fill + 1, self.per_env)
         self._added += 1
@@ -156,10 +153,29 @@ class Replay:
         env, start = np.divmod(flat, starts)
         oldest = (self._pos - self._fill) % self.per_env
         index = (oldest + start[:, None] + np.arange(self.length)[None, :]) % self.per_env  # (batch, length)
-        out = {key: array[env[:, None], index] for key, array in self._data.items()}
+        out = self._gather(env, index)
         if "is_first" in out:
             out["is_first"][:, 0] = True
         return out
+
+    # ------------------------------------------------------------------------------------------------- storage
+    # The ring's storage, behind two methods so that `r2i.replay_disk.DiskReplay` can keep it in memory-mapped files
+    # with the same positions and the same sampling.
+    def _allocate(self) -> dict[str, np.ndarray]:
+        # np.zeros maps memory lazily: RAM is committed as the rings fill.
+        return {key: np.zeros((self.num_envs, self.per_env, *shape), dtype) for key, (shape, dtype) in self.spec.items()}
+
+    def _write(self, values: dict[str, np.ndarray]) -> None:
+        """Store one step of every env, `values[key]` `(num_envs, *shape)`, at ring slot `self._pos`."""
+        for key, value in values.items():
+            self._data[key][:, self._pos] = value
+
+    def _gather(self, env: np.ndarray, index: np.ndarray) -> dict[str, np.ndarray]:
+        """key → `(batch, length, *shape)` copies of the slots `index` `(batch, length)` of streams `env` `(batch,)`."""
+        return {key: array[env[:, None], index] for key, array in self._data.items()}
+
+    def close(self) -> None:
+        """Release the storage's resources (nothing to do for the in-memory ring)."""
 
     # ------------------------------------------------------------------------------------------- save / restore
     def state_dict(self) -> dict[str, np.ndarray]:
@@ -168,13 +184,17 @@ class Replay:
         `data_<key>` is the ring as stored, `(num_envs, filled_per_env, *shape)` — a view, not a copy, so that saving
         a replay of several GB needs no second copy in RAM — with `pos` (next write index) and `fill`.
         """
+        state = {f"data_{key}": array[:, : self._fill] for key, array in self._data.items()}
+        state.update(self._counters_state())
+        return state
+
+    def _counters_state(self) -> dict[str, np.ndarray]:
         rng = self._rng.bit_generator.state
         words = []
         for big in (rng["state"]["state"], rng["state"]["inc"]):
             words += [big >> 64, big & (2**64 - 1)]
         words += [rng["has_uint32"], rng["uinteger"]]
-        state = {f"data_{key}": array[:, : self._fill] for key, array in self._data.items()}
-        state.update(
+        return dict(
             capacity=np.array(self.capacity, np.int64),
             num_envs=np.array(self.num_envs, np.int64),
             length=np.array(self.length, np.int64),
@@ -183,7 +203,20 @@ class Replay:
             fill=np.array(self._fill, np.int64),
             rng_state=np.array(words, np.uint64),
         )
-        return state
+
+    def _check_counters(self, state: dict[str, np.ndarray]) -> None:
+        num_envs, length = int(state["num_envs"]), int(state["length"])
+        if num_envs != self.num_envs:
+            raise ValueError(f"replay state has num_envs={num_envs}, this run has num_envs={self.num_envs}")
+        if length != self.length:
+            raise ValueError(f"replay state has window length={length}, this run has length={self.length}")
+
+    def _load_rng(self, state: dict[str, np.ndarray]) -> None:
+        w = [int(x) for x in np.asarray(state["rng_state"], np.uint64)]
+        rng = self._rng.bit_generator.state
+        rng["state"] = {"state": (w[0] << 64) | w[1], "inc": (w[2] << 64) | w[3]}
+        rng["has_uint32"], rng["uinteger"] = w[4], w[5]
+        self._rng.bit_generator.state = rng
 
     def load_state_dict(self, state: dict[str, np.ndarray]) -> None:
         """Restore a `state_dict`. The spec, num_envs and length must match (ValueError naming the difference).
@@ -191,11 +224,8 @@ class Replay:
         A different capacity is accepted: the newest `capacity // num_envs` steps per env are kept. The arrays may be
         memory-mapped files: they are copied into this buffer's own arrays.
         """
-        num_envs, length = int(state["num_envs"]), int(state["length"])
-        if num_envs != self.num_envs:
-            raise ValueError(f"replay state has num_envs={num_envs}, this run has num_envs={self.num_envs}")
-        if length != self.length:
-            raise ValueError(f"replay state has window length={length}, this run has length={self.length}")
+        self._check_counters(state)
+        num_envs = self.num_envs
         keys = {k[len("data_") :] for k in state if k.startswith("data_")}
         if keys != set(self.spec):
             raise ValueError(
@@ -228,8 +258,16 @@ class Replay:
             self._fill = keep
             self._pos = keep % self.per_env
         self._added = int(state["added"])
-        w = [int(x) for x in np.asarray(state["rng_state"], np.uint64)]
-        rng = self._rng.bit_generator.state
-        rng["state"] = {"state": (w[0] << 64) | w[1], "inc": (w[2] << 64) | w[3]}
-        rng["has_uint32"], rng["uinteger"] = w[4], w[5]
-        self._rng.bit_generator.state = rng
+        self._load_rng(state)
+
+
+def make_replay(config, spec: dict, num_envs: int, logdir: str | Path) -> Replay:
+    """The replay a run's config asks for (`config.replay.backend`), windows of `run.batch_length`, seeded by `seed`.
+    The disk backend's `replay.directory` is relative to `logdir` (default `<logdir>/replay`)."""
+    replay, length = config.replay, config.run.batch_length
+    if replay.backend == "disk":
+        from r2i.replay_disk import DiskReplay
+
+        directory = Path(logdir) / (replay.directory or "replay")
+        return DiskReplay(spec, replay.capacity, num_envs, length, config.seed, directory=directory, chunk=replay.chunk)
+    return Replay(spec, replay.capacity, num_envs, length, config.seed)
