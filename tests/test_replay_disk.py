@@ -166,3 +166,25 @@ def test_files_are_sparse_and_the_directory_is_relative_to_the_logdir(tmp_path):
     assert len(files) == 1 and os.stat(files[0]).st_blocks * 512 < files[0].stat().st_size / 10
     with pytest.raises(ConfigError, match="replay.backend"):
         cfgmod.make_config("default", {"replay.backend": "tape"})
+
+
+def test_a_run_on_the_disk_replay_resumes_exactly_like_one_in_memory(tmp_path):
+    from test_run import _leaves, tiny_config
+
+    from r2i.run import Trainer
+
+    straight = Trainer(tiny_config(tmp_path / "a", **{"run.steps": 64}), quiet=True)
+    straight.run()
+    disk = {"replay.backend": "disk", "replay.chunk": 16}
+    stopped = Trainer(tiny_config(tmp_path / "b", **{"run.steps": 40}, **disk), quiet=True)
+    stopped.run()
+    stopped.close()
+    assert sum(f.stat().st_size for f in (tmp_path / "b" / "checkpoints").rglob("replay/*")) < 4096  # no data copied
+    resumed = Trainer(tiny_config(tmp_path / "b", **{"run.steps": 64}, **disk), quiet=True)
+    assert resumed.resumed and len(resumed.replay) == 40
+    resumed.run()
+    assert resumed.counters.updates == straight.counters.updates > 0
+    for a, b in zip(_leaves(straight.state), _leaves(resumed.state)):
+        np.testing.assert_array_equal(a, b)
+    straight.close()
+    resumed.close()

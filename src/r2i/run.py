@@ -37,7 +37,7 @@ from r2i.config import Config
 from r2i.envs import VectorDriver, make_specs
 from r2i.errors import ConfigError, TrainingDivergedError
 from r2i.metrics import Aggregator, MetricsLogger
-from r2i.replay import Replay, human_bytes
+from r2i.replay import Replay, human_bytes, make_replay
 
 CONFIG_FILE = "config.yaml"
 EVAL_SEED_OFFSET = 1_000_003  # evaluation envs never share seeds with training envs
@@ -106,9 +106,7 @@ class Trainer:
         check_batch_divides(config.run.batch_size, len(jax.devices()))  # before any env process is started
         self.driver = VectorDriver(make_specs(env.id, env.num_envs, config.seed, **env.options), env.parallel)
         self.agent = Agent.from_config(config, self.driver.obs_space, self.driver.act_space)
-        self.replay = Replay(
-            replay_spec(self.driver), config.replay.capacity, env.num_envs, config.run.batch_length, config.seed
-        )
+        self.replay = make_replay(config, replay_spec(self.driver), env.num_envs, self.logdir)
         self.checkpointer = Checkpointer(self.logdir / "checkpoints", keep=2)
         self.logger = MetricsLogger(self.logdir)
         self.counters = Counters()
@@ -185,7 +183,8 @@ class Trainer:
             f"{params / 1e6:.2f}M params | {run.train_ratio / per_update:.4g} updates/env step "
             f"(train ratio {run.train_ratio:g}, batch {run.batch_size}×{run.batch_length}) | "
             f"replay {self.config.replay.capacity:,} steps ≈ "
-            f"{human_bytes(Replay.estimate_bytes(self.replay.spec, self.config.replay.capacity))} | "
+            f"{human_bytes(Replay.estimate_bytes(self.replay.spec, self.config.replay.capacity))} "
+            f"{'on disk' if self.config.replay.backend == 'disk' else 'RAM'} | "
             f"{len(devices)} × {devices[0].platform} | logdir {self.logdir}"
         )
 
@@ -313,6 +312,7 @@ class Trainer:
     def close(self) -> None:
         self.driver.close()
         self.logger.close()
+        self.replay.close()
 
 
 def evaluate(agent: Agent, params, config: Config, episodes: int, mode: str, key) -> dict:
