@@ -54,7 +54,15 @@ def _eval(args: argparse.Namespace, extra: list[str]) -> int:
         raise ConfigError(f"--episodes must be >= 1, got {args.episodes}")
     policy = load(args.logdir)
 
-    result = evaluate(policy.agent, policy.params, policy.config, args.episodes, args.mode, jax.random.key(args.seed))
+    if args.video and not args.video.lower().endswith((".gif", ".mp4")):
+        raise ConfigError(f"--video {args.video!r} must end in .gif or .mp4")
+    frames = [] if args.video else None
+    result = evaluate(policy.agent, policy.params, policy.config, args.episodes, args.mode, jax.random.key(args.seed),
+                      frames=frames)
+    if args.video:
+        from r2i.video import episode_grid, write_video
+
+        result["video"] = str(write_video(args.video, episode_grid(frames), fps=args.fps))
     print(json.dumps(result))
     return 0
 
@@ -161,6 +169,9 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--episodes", type=int, default=32, help="episodes to run")
     ev.add_argument("--mode", choices=("greedy", "sample"), default="greedy", help="action selection")
     ev.add_argument("--seed", type=int, default=0, help="seed of the policy's sampling")
+    ev.add_argument("--video", help="write the episodes (eval envs side by side) to this .gif or .mp4 (MP4 needs "
+                    "pip install 'r2i[video]'); image environments only")
+    ev.add_argument("--fps", type=float, default=15.0, help="frames per second of --video")
     ev.set_defaults(handler=_eval)
 
     plot = commands.add_parser("plot", help="PNG learning curves of runs, or the figure of a sweep CSV")

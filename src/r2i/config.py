@@ -158,6 +158,8 @@ class RunConfig:
     stop_at_success: float = opt(0.0, "finish once an evaluation round reaches this eval/success (0 = never)")
     eval_sampled: bool = opt(False, "each evaluation round also runs the sampled policy, logged as eval/<key>_sampled "
                              "(the official R2I agent samples when evaluating; the greedy eval/<key> stays)")
+    eval_video: bool = opt(True, "image envs: log each evaluation round's episodes and the world model's open-loop "
+                           "prediction to TensorBoard (GIFs)")
 
 
 @dataclass

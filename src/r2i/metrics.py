@@ -4,7 +4,9 @@ Files written under `logdir`:
 
 * `metrics.jsonl`: one JSON object per `MetricsLogger.write`, `{"step": int, "time": unix_seconds, key: float, ...}`.
   Appended to on resume, never truncated; `MetricsLogger.read` reads it back.
-* `tb/`: TensorBoard event files (tensorboardX) with the same scalars, and videos as animated GIF images.
+* `tb/`: TensorBoard event files (tensorboardX) with the same scalars, and videos as animated GIF images (at each
+  evaluation round of an image environment: `eval/policy`, an evaluation episode, and `eval/open_loop`, the world
+  model's open-loop prediction, see `r2i.video`).
 
 Key naming (produced by `Aggregator`): episode statistics are `<prefix>/return`, `<prefix>/length`,
 `<prefix>/count` and `<prefix>/<name>` for every env key `log_<name>`, with prefix `episode` for training episodes and
@@ -18,7 +20,6 @@ import io
 import json
 import math
 import time
-import warnings
 from collections import defaultdict
 from pathlib import Path
 from typing import Any
@@ -102,16 +103,14 @@ class MetricsLogger:
         """Log a video: uint8 frames `(T, H, W, C)` with C in {1, 3}.
 
         TensorBoard's own video support (tensorboardX `add_video`) needs moviepy, a heavy dependency, so the frames are
-        encoded here as an animated GIF with Pillow (installed with matplotlib) and logged as a TensorBoard image
-        summary, which TensorBoard shows animated in its Images tab. Without TensorBoard the GIF is written to
-        `logdir/videos/<name>_<step>.gif` and that path is returned. Without Pillow the video is skipped with a warning.
+        encoded as an animated GIF with imageio (`r2i.video.encode_gif`) and logged as a TensorBoard image summary,
+        which TensorBoard shows animated in its Images tab. Without TensorBoard the GIF is written to
+        `logdir/videos/<name>_<step>.gif` and that path is returned.
         """
-        frames = np.asarray(frames)
-        if frames.ndim != 4 or frames.shape[-1] not in (1, 3) or frames.dtype != np.uint8:
-            raise ValueError(f"video frames must be uint8 (T, H, W, C), C in (1, 3), got {frames.dtype}{frames.shape}")
+        from r2i.video import check_frames, encode_gif
+
+        frames = check_frames(frames)
         gif = encode_gif(frames, fps)
-        if gif is None:
-            return None
         if self._tb is None:
             path = self.logdir / "videos" / f"{name.replace('/', '_')}_{int(step):09d}.gif"
             path.parent.mkdir(parents=True, exist_ok=True)
@@ -164,21 +163,6 @@ class MetricsLogger:
                 records = [r for r in records if r["step"] < record["step"]]
             records.append(record)
         return records
-
-
-def encode_gif(frames: np.ndarray, fps: float = 10.0) -> bytes | None:
-    """uint8 frames `(T, H, W, C)`, C in {1, 3} → animated GIF bytes, or None (with a warning) without Pillow."""
-    try:
-        from PIL import Image
-    except ImportError:
-        warnings.warn("video skipped: encoding GIFs needs Pillow (pip install pillow)", stacklevel=2)
-        return None
-    mode = "L" if frames.shape[-1] == 1 else "RGB"
-    images = [Image.fromarray(frame[..., 0] if mode == "L" else frame, mode=mode) for frame in frames]
-    buffer = io.BytesIO()
-    duration = max(1, round(1000 / fps))
-    images[0].save(buffer, format="GIF", save_all=True, append_images=images[1:], duration=duration, loop=0)
-    return buffer.getvalue()
 
 
 class Aggregator:

@@ -140,8 +140,9 @@ class Replay:
         self._fill = min(self._fill + 1, self.per_env)
         self._added += 1
 
-    def sample(self, batch: int) -> dict[str, np.ndarray]:
-        """`batch` windows, each `length` consecutive steps of one env stream, start uniform over all windows.
+    def sample(self, batch: int, rng: np.random.Generator | None = None) -> dict[str, np.ndarray]:
+        """`batch` windows, each `length` consecutive steps of one env stream, start uniform over all windows, drawn
+        with the replay's own generator or with `rng` (which leaves the training batches' draws untouched).
 
         Returns key → array `(batch, length, *shape)` of the spec dtype. `is_first[:, 0]` is always True (see the
         module docstring); the other `is_first` entries are the stored flags.
@@ -149,7 +150,7 @@ class Replay:
         starts = self._starts_per_env()
         if starts == 0:
             raise ValueError(f"replay.sample: {len(self)} steps stored, need {self.length} per env for one window")
-        flat = self._rng.integers(0, starts * self.num_envs, size=batch)
+        flat = (self._rng if rng is None else rng).integers(0, starts * self.num_envs, size=batch)
         env, start = np.divmod(flat, starts)
         oldest = (self._pos - self._fill) % self.per_env
         index = (oldest + start[:, None] + np.arange(self.length)[None, :]) % self.per_env  # (batch, length)

@@ -35,7 +35,7 @@ from r2i.agent import Agent, check_batch_divides
 from r2i.checkpoint import Checkpointer, GracefulExit
 from r2i.config import Config
 from r2i.envs import VectorDriver, make_specs
-from r2i.errors import ConfigError, TrainingDivergedError
+from r2i.errors import ConfigError, EnvError, TrainingDivergedError
 from r2i.metrics import Aggregator, MetricsLogger
 from r2i.replay import Replay, human_bytes, make_replay
 
@@ -298,8 +298,17 @@ class Trainer:
     # -- evaluation ------------------------------------------------------------------------------------------------
 
     def evaluate(self, episodes: int, mode: str = "greedy") -> dict:
-        """Run `episodes` full episodes in separate evaluation envs; returns eval/return, eval/length, eval/success."""
-        return evaluate(self.agent, self.state.params, self.config, episodes, mode, self._next_key())
+        """Run `episodes` full episodes in separate evaluation envs; returns eval/return, eval/length, eval/success.
+        For image envs (with run.eval_video) also logs the episodes and the open-loop prediction to TensorBoard."""
+        videos = self.config.run.eval_video and any(s.is_image for s in self.driver.obs_space.values())
+        frames = [] if videos else None
+        out = evaluate(self.agent, self.state.params, self.config, episodes, mode, self._next_key(), frames=frames)
+        if videos:
+            from r2i.video import log_eval_videos
+
+            log_eval_videos(self.logger, self.counters.env_steps, frames, self.agent, self.state.params, self.replay,
+                            self.config.seed)
+        return out
 
     def eval_round(self, episodes: int) -> dict:
         """Greedy evaluation; with run.eval_sampled also the sampled policy's, as eval/<key>_sampled (the official
@@ -315,15 +324,22 @@ class Trainer:
         self.replay.close()
 
 
-def evaluate(agent: Agent, params, config: Config, episodes: int, mode: str, key) -> dict:
+def evaluate(agent: Agent, params, config: Config, episodes: int, mode: str, key,
+             frames: list | None = None) -> dict:
     """Mean return, length and every `log_*` value at episode end (e.g. eval/success) over `episodes` episodes run in
-    fresh evaluation envs (seeds disjoint from the training envs')."""
+    fresh evaluation envs (seeds disjoint from the training envs'). With a `frames` list, the first image observation
+    of every env is appended to it at every policy step, `(envs, H, W, C)`, black for envs whose episodes are done."""
     env = config.env
     num = max(1, min(env.eval_envs, episodes))
     specs = make_specs(env.id, num, config.seed + EVAL_SEED_OFFSET, **env.options)
     finished: list[dict] = []
     with VectorDriver(specs, env.parallel) as driver:
+        image = next((k for k in sorted(driver.obs_space) if driver.obs_space[k].is_image), None)
+        if frames is not None and image is None:
+            raise EnvError(f"{env.id} has no image observation to record a video of")
         obs = driver.reset()
+        if frames is not None:
+            frames.append(np.array(obs[image]))
         carry = agent.initial(num)
         ret, length = np.zeros(num), np.zeros(num, np.int64)
         started = num  # episodes begun so far; an env whose episode would exceed the budget stops counting
@@ -332,6 +348,8 @@ def evaluate(agent: Agent, params, config: Config, episodes: int, mode: str, key
             key, sub = jax.random.split(key)
             action, carry = agent.act(params, carry, obs, sub, mode)
             obs = driver.step(np.asarray(action))
+            if frames is not None:
+                frames.append(np.where(active[:, None, None, None], obs[image], 0).astype(np.uint8))
             ret += obs["reward"] * active
             length += active & ~obs["is_first"]
             for i in np.flatnonzero(obs["is_last"] & active):

@@ -81,22 +81,31 @@ class MemoryLength(_SeededEnv):
       reward +1 if the answer equals the cue else -1, `log_success` 1.0 or 0.0.
 
     An episode is N + 1 actions (N + 2 observations). `log_success` is 0.0 on every step before the last.
+
+    With `image=True` the same observation is drawn as the uint8 image `image` `(64, 64, 3)` instead (the smallest
+    task that exercises the conv encoder and decoder on memory): the cue as a 32×32 square in the middle, in one of
+    `CUE_COLOURS` (cues ≤ 6), the time-remaining fraction as a grey bar along the top 4 rows, the query flag as a
+    white band along the bottom 8 rows.
     """
 
-    def __init__(self, length: int, seed: int = 0, cues: int = 2, env_id: str | None = None):
+    CUE_COLOURS = ((255, 0, 0), (0, 96, 255), (0, 200, 0), (255, 220, 0), (200, 0, 255), (0, 230, 230))
+
+    def __init__(self, length: int, seed: int = 0, cues: int = 2, image: bool = False, env_id: str | None = None):
         if int(length) < 1:
             raise ConfigError(f"memory_length needs N >= 1 memory steps, got {length}: use e.g. r2i:memory_length/10")
         if int(cues) < 2:
             raise ConfigError(f"memory_length needs cues >= 2, got {cues}")
+        if image and int(cues) > len(self.CUE_COLOURS):
+            raise ConfigError(f"memory_length with image=true draws at most {len(self.CUE_COLOURS)} cues, got {cues}")
         super().__init__(env_id or f"r2i:memory_length/{length}", seed)
         self._STATE = ("_done", "_t", "_cue")
-        self.length, self.cues = int(length), int(cues)
-        self.obs_space = {"vector": Space((2 + self.cues,))}
+        self.length, self.cues, self.image = int(length), int(cues), bool(image)
+        self.obs_space = {"image": Space((64, 64, 3), np.uint8)} if self.image else {"vector": Space((2 + self.cues,))}
         self.act_space = ActionSpace("discrete", nvec=(self.cues,))
         self._t = 0
         self._cue = 0
 
-    def _obs(self) -> np.ndarray:
+    def _obs(self) -> dict:
         vector = np.zeros(2 + self.cues, np.float32)
         if self._t <= self.length:
             vector[0] = (self.length - self._t) / self.length
@@ -104,25 +113,34 @@ class MemoryLength(_SeededEnv):
             vector[1] = 1.0
         if self._t == 0:
             vector[2 + self._cue] = 1.0
-        return vector
+        return {"image": self._draw(vector)} if self.image else {"vector": vector}
+
+    def _draw(self, vector: np.ndarray) -> np.ndarray:
+        image = np.zeros((64, 64, 3), np.uint8)
+        image[:4, : round(64 * float(vector[0]))] = 160
+        if vector[1]:
+            image[56:] = 255
+        if self._t == 0:
+            image[16:48, 16:48] = self.CUE_COLOURS[self._cue]
+        return image
 
     def reset(self, seed: int | None = None) -> dict:
         self._start(seed)
         self._t = 0
         self._cue = int(self._rng.integers(self.cues))
-        return {"vector": self._obs(), **_flags(0.0, True, False, False), "log_success": np.float32(0.0)}
+        return {**self._obs(), **_flags(0.0, True, False, False), "log_success": np.float32(0.0)}
 
     def step(self, action: np.ndarray) -> dict:
         self._check_running()
         answer = int(self.act_space.decode(action)[0])
         if self._t < self.length:
             self._t += 1
-            return {"vector": self._obs(), **_flags(0.0, False, False, False), "log_success": np.float32(0.0)}
+            return {**self._obs(), **_flags(0.0, False, False, False), "log_success": np.float32(0.0)}
         self._t += 1
         self._done = True
         success = answer == self._cue
         return {
-            "vector": self._obs(),
+            **self._obs(),
             **_flags(1.0 if success else -1.0, False, True, True),
             "log_success": np.float32(success),
         }
