@@ -1,13 +1,13 @@
 """Videos: GIF / MP4 encoding with imageio, the evaluation grid, and the world model's open-loop prediction."""
 
+import json
+
 import imageio.v3 as iio
 import jax
 import numpy as np
 import pytest
 
 from r2i import config as cfgmod
-from r2i.agent import Agent
-from r2i.envs import make_env
 from r2i.errors import ConfigError
 from r2i.video import encode_gif, episode_grid, open_loop, write_video
 
@@ -44,16 +44,66 @@ TINY_IMAGE = {
     "model.deter": 16, "model.hidden": 16, "model.stoch": 4, "model.classes": 4, "model.cnn_depth": 2,
     "model.ssm.units": 16, "model.ssm.state": 8, "model.ssm.blocks": 2, "model.ssm.layers": 1,
     "model.encoder.units": 16, "model.decoder.units": 16, "model.reward_head.units": 16, "model.cont_head.units": 16,
-    "behavior.actor.units": 16, "behavior.critic.units": 16,
+    "model.reward_bins": 31, "behavior.actor.units": 16, "behavior.critic.units": 16,
+    "env.id": "r2i:memory_length/6", "env.options": "{image: true}", "env.num_envs": 2, "env.eval_envs": 2,
+    "run.batch_size": 2, "run.batch_length": 8, "run.train_ratio": 1, "run.log_every": 1000,
+    # prefill up to the evaluation round at env step 40 (2 + 38) and stop there: no update is compiled (an image agent's
+    # first compilations cost tens of seconds on 2 cores), the round still logs both videos
+    "run.prefill": 40, "run.steps": 40, "run.eval_every": 38, "run.eval_episodes": 2, "replay.capacity": 1000,
 }  # fmt: skip
 
 
-@pytest.mark.parametrize("sequence", ["s3m", "gru"])
-def test_open_loop_imagines_without_the_later_frames(sequence):
-    env = make_env("r2i:memory_length/6", seed=0, image=True)
-    config = cfgmod.make_config("default", {**TINY_IMAGE, "model.sequence": sequence})
-    agent = Agent.from_config(config, env.obs_space, env.act_space)
-    params = agent.init(jax.random.key(0)).params
+@pytest.fixture(scope="module")
+def image_run(tmp_path_factory):
+    from r2i.run import Trainer
+
+    logdir = tmp_path_factory.mktemp("image_run")
+    trainer = Trainer(cfgmod.make_config("default", {**TINY_IMAGE, "logdir": str(logdir)}), quiet=True)
+    result = trainer.run()
+    yield trainer, result
+    trainer.close()
+
+
+def tensorboard_images(logdir) -> dict[str, list]:
+    """tag → image summaries of the TensorBoard event files (TFRecords: length, CRC, Event proto, CRC)."""
+    import struct
+
+    from tensorboardX.proto.event_pb2 import Event
+
+    images: dict[str, list] = {}
+    for path in sorted(logdir.glob("events.out.tfevents.*")):
+        data = path.read_bytes()
+        while data:
+            (length,) = struct.unpack("<Q", data[:8])
+            event = Event.FromString(data[12 : 12 + length])
+            data = data[16 + length :]
+            for value in event.summary.value:
+                if value.HasField("image"):
+                    images.setdefault(value.tag, []).append((event.step, value.image))
+    return images
+
+
+def test_each_evaluation_round_logs_the_episodes_and_the_open_loop_prediction(image_run):
+    trainer, result = image_run
+    from r2i.metrics import MetricsLogger
+
+    evaluated = [r for r in MetricsLogger.read(trainer.logdir) if "eval/episodes" in r]
+    assert [(r["step"], r["eval/episodes"]) for r in evaluated] == [(40, 2)] and trainer.counters.updates == 0
+    images = tensorboard_images(trainer.logdir / "tb")
+    assert set(images) == {"eval/policy", "eval/open_loop"}
+    step, policy = images["eval/policy"][-1]
+    assert step == 40 and (policy.width, policy.height) == (2 * 64, 64)  # the two eval envs side by side
+    frames = iio.imread(policy.encoded_image_string, extension=".gif", index=None)
+    assert len(frames) == 8  # one episode per env: 8 observations
+    _, loop = images["eval/open_loop"][-1]
+    assert (loop.width, loop.height) == (3 * 64, 4 * 64)  # truth | model | error, 4 replayed windows
+    frames = iio.imread(loop.encoded_image_string, extension=".gif", index=None)
+    assert len(frames) == TINY_IMAGE["run.batch_length"]
+
+
+def test_open_loop_imagines_without_the_later_frames(image_run):
+    trainer, _ = image_run
+    agent, params = trainer.agent, trainer.state.params
     rng = np.random.default_rng(0)
     b, t, context = 2, 8, 3
     batch = {
@@ -74,3 +124,17 @@ def test_open_loop_imagines_without_the_later_frames(sequence):
                               video[context:, :, 64:128])
     with pytest.raises(ValueError, match="context"):
         open_loop(agent, params, batch, jax.random.key(1), context=t)
+
+
+def test_eval_writes_the_episodes_as_mp4_and_gif(image_run, tmp_path, capsys):
+    from r2i import cli
+
+    trainer, _ = image_run
+    for name in ("eval.mp4", "eval.gif"):
+        assert cli.main(["eval", "--logdir", str(trainer.logdir), "--episodes", "3", "--video", str(tmp_path / name)]) == 0
+        result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+        frames = iio.imread(result["video"], index=None) if name.endswith(".gif") else iio.imread(result["video"], plugin="pyav")
+        # 3 episodes in 2 envs: env 0 runs two of them back to back (8 observations each), env 1 one, then black
+        assert result["eval/episodes"] == 3 and frames.shape[:3] == (16, 64, 128)
+        assert frames[-2, :, 64:].max() < 10 and frames[-2, 60, :64].min() > 200  # env 1 done (black), env 0 queried
+    assert cli.main(["eval", "--logdir", str(trainer.logdir), "--video", str(tmp_path / "x.avi")]) == 2

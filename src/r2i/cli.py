@@ -52,10 +52,10 @@ def _eval(args: argparse.Namespace, extra: list[str]) -> int:
 
     if args.episodes < 1:
         raise ConfigError(f"--episodes must be >= 1, got {args.episodes}")
-    policy = load(args.logdir)
-
     if args.video and not args.video.lower().endswith((".gif", ".mp4")):
         raise ConfigError(f"--video {args.video!r} must end in .gif or .mp4")
+    policy = load(args.logdir)
+
     frames = [] if args.video else None
     result = evaluate(policy.agent, policy.params, policy.config, args.episodes, args.mode, jax.random.key(args.seed),
                       frames=frames)
