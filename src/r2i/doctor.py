@@ -55,11 +55,25 @@ def report(preset: str = "default", logdir: str = "runs") -> str:
         class _Spaces:  # replay_spec reads obs_space / act_space only
             obs_space, act_space = env.obs_space, env.act_space
 
-        need = Replay.estimate_bytes(replay_spec(_Spaces), config.replay.capacity)
+        spec = replay_spec(_Spaces)
         env.close()
-        lines.append(f"preset '{preset}': env {config.env.id}, replay {config.replay.capacity:,} steps ≈ {human_bytes(need)}")
+        size = Replay.estimate_bytes(spec, config.replay.capacity)
+        if config.replay.backend == "disk":
+            from r2i.replay_disk import DiskReplay
+
+            ram_need = DiskReplay.estimate_ram(spec, config.env.num_envs, config.replay.chunk, config.run.batch_size,
+                                               config.run.batch_length)
+            disk_need = size  # the chunk files; checkpoints hold no copy of them
+            where = f"on disk (replay.backend=disk), RAM ≈ {human_bytes(ram_need)} (one chunk being written + a batch)"
+        else:
+            ram_need, disk_need = size, 3 * size  # the checkpoints (two kept, one being written) hold copies
+            where = "in RAM (replay.backend=memory; replay.backend=disk keeps it on disk)"
+        need = ram_need
+        lines.append(f"preset '{preset}': env {config.env.id}, replay {config.replay.capacity:,} steps ≈ "
+                     f"{human_bytes(size)} {where}")
     except Exception as error:  # noqa: BLE001 — e.g. a missing optional extra; report it and go on
         lines.append(f"preset '{preset}': cannot build env {config.env.id}: {error}")
+        disk_need = None
     free = _meminfo_available()
     if free is not None:
         verdict = "" if need is None else (" — enough" if free > 1.5 * need else " — NOT enough for the replay")
@@ -67,7 +81,8 @@ def report(preset: str = "default", logdir: str = "runs") -> str:
     target = Path(logdir)
     probe = target if target.exists() else Path(os.getcwd())
     disk = shutil.disk_usage(probe).free
-    verdict = "" if need is None else (" — enough for checkpoints" if disk > 3 * need else " — low for checkpoints")
+    verdict = "" if disk_need is None else (" — enough for the replay and checkpoints" if disk > disk_need
+                                            else f" — low: the replay and checkpoints need ≈ {human_bytes(disk_need)}")
     lines.append(f"disk free at {probe}: {human_bytes(disk)}{verdict}")
     lines.append(f"CPU cores: {os.cpu_count()}")
     return "\n".join(lines)
