@@ -299,8 +299,10 @@ class Trainer:
 
     def evaluate(self, episodes: int, mode: str = "greedy") -> dict:
         """Run `episodes` full episodes in separate evaluation envs; returns eval/return, eval/length, eval/success.
-        For image envs (with run.eval_video) also logs the episodes and the open-loop prediction to TensorBoard."""
-        videos = self.config.run.eval_video and any(s.is_image for s in self.driver.obs_space.values())
+        For image envs (with run.eval_video) a greedy round also logs its episodes and the open-loop prediction to
+        TensorBoard."""
+        videos = mode == "greedy" and self.config.run.eval_video and any(
+            s.is_image for s in self.driver.obs_space.values())
         frames = [] if videos else None
         out = evaluate(self.agent, self.state.params, self.config, episodes, mode, self._next_key(), frames=frames)
         if videos:
