@@ -9,7 +9,8 @@ from pathlib import Path
 from r2i.replay import human_bytes
 
 
-def _meminfo_available() -> int | None:
+def available_ram() -> int | None:
+    """Bytes of RAM available to a new allocation (Linux MemAvailable), None where unknown."""
     try:
         for line in Path("/proc/meminfo").read_text().splitlines():
             if line.startswith("MemAvailable:"):
@@ -29,7 +30,8 @@ def _dtype_ok(dtype) -> bool:
         return False
 
 
-def report(preset: str = "default", logdir: str = "runs") -> str:
+def report(preset: str = "default", logdir: str = "runs", overrides: dict | None = None) -> str:
+    """`overrides` are dotted config keys as for `r2i train` (e.g. replay.capacity), applied to the preset."""
     import jax
     import jax.numpy as jnp
 
@@ -47,7 +49,7 @@ def report(preset: str = "default", logdir: str = "runs") -> str:
         f"{'ok' if _dtype_ok(jnp.bfloat16) else 'unsupported'}; compute dtype 'auto' → "
         f"{jnp.dtype(resolve_dtype('auto')).name}"
     )
-    config = make_config(preset)
+    config = make_config(preset, overrides)
     need = None
     try:
         env = make_env(config.env.id, 0, **config.env.options)
@@ -55,14 +57,16 @@ def report(preset: str = "default", logdir: str = "runs") -> str:
         class _Spaces:  # replay_spec reads obs_space / act_space only
             obs_space, act_space = env.obs_space, env.act_space
 
-        need = Replay.estimate_bytes(replay_spec(_Spaces), config.replay.capacity)
+        need = Replay.estimate_bytes(replay_spec(_Spaces), config.replay.capacity, config.env.num_envs)
         env.close()
         lines.append(f"preset '{preset}': env {config.env.id}, replay {config.replay.capacity:,} steps ≈ {human_bytes(need)}")
     except Exception as error:  # noqa: BLE001 — e.g. a missing optional extra; report it and go on
         lines.append(f"preset '{preset}': cannot build env {config.env.id}: {error}")
-    free = _meminfo_available()
+    free = available_ram()
     if free is not None:
-        verdict = "" if need is None else (" — enough" if free > 1.5 * need else " — NOT enough for the replay")
+        verdict = "" if need is None else (
+            " — enough" if free > 1.5 * need else " — tight for the replay" if free >= need
+            else " — NOT enough for the replay: `r2i train` refuses it; lower replay.capacity")
         lines.append(f"RAM available: {human_bytes(free)}{verdict}")
     target = Path(logdir)
     probe = target if target.exists() else Path(os.getcwd())
