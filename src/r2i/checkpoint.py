@@ -513,6 +513,7 @@ def _one_line(error: BaseException) -> str:
     return f"{type(error).__name__}: {text[0][:200]}" if text else type(error).__name__
 
 
+_SHORT_WRITE = re.compile(r"\d+ requested and \d+ written")
 _FIXES = {
     errno.ENOSPC: "Free disk space (or point --logdir to a larger disk), then run the same command to resume",
     errno.EDQUOT: "Free space within your disk quota, then run the same command to resume",
@@ -531,6 +532,9 @@ def _os_error_in(error: BaseException) -> OSError | None:
             return error
         if os.strerror(errno.ENOSPC) in str(error):  # tensorstore reports a full disk in its message only
             return OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        if isinstance(error, OSError) and error.errno is None and _SHORT_WRITE.search(str(error)):
+            # NumPy's tofile reports a full disk as a short write without an errno
+            return OSError(errno.ENOSPC, f"{os.strerror(errno.ENOSPC)} ({error})")
         if isinstance(error, BaseExceptionGroup):
             for inner in error.exceptions:
                 found = _os_error_in(inner)

@@ -40,7 +40,7 @@ from r2i.config import Config
 from r2i.envs import VectorDriver, make_specs
 from r2i.errors import ConfigError, TrainingDivergedError
 from r2i.doctor import available_ram
-from r2i.metrics import Aggregator, MetricsLogger
+from r2i.metrics import METRICS_FILE, Aggregator, MetricsLogger
 from r2i.replay import Replay, human_bytes
 
 CONFIG_FILE = "config.yaml"
@@ -179,7 +179,7 @@ class Trainer:
         # A resumed run's logs continue from its checkpoint: what was logged after it (by a killed process, or before
         # a resume from an older checkpoint) is rolled back, so no step is logged twice.
         # A fresh start drops the logs of an earlier attempt that died before its first checkpoint.
-        rollback = self.counters.env_steps if self.resumed else -1
+        rollback = self.counters.env_steps if self.resumed else -1 if (self.logdir / METRICS_FILE).exists() else None
         self.logger = MetricsLogger(self.logdir, rollback_to=rollback, rollback_bytes=(meta or {}).get("metrics_bytes"))
         write_config(config)  # only once the run could be built (and restored)
 
