@@ -226,3 +226,21 @@ def test_doctor_takes_train_overrides(capsys):
     assert cli.main(["doctor", "replay.capacity=10000000000000"]) == 0
     out = capsys.readouterr().out
     assert "replay 10,000,000,000,000 steps" in out and "NOT enough for the replay" in out
+
+
+def test_progress_bar_says_compiling_and_times_training_from_its_start(capsys):
+    from r2i.run import Counters, _Progress
+
+    counters = Counters()
+    bar = _Progress(100, counters, enabled=True)
+    assert bar.bar.desc == "prefill"
+    counters.env_steps = 40
+    bar.update(counters)
+    bar.compiling()
+    assert "compiling" in bar.bar.desc
+    counters.env_steps, counters.updates = 44, 2
+    bar.update(counters)
+    # A fresh bar from the first update: its rate (and ETA) exclude the fast random-action prefill.
+    assert bar.bar.desc == "train" and bar.bar.format_dict["initial"] == 44 and bar.bar.n == 44
+    assert "upd/s" in bar.bar.postfix
+    bar.close()

@@ -458,6 +458,7 @@ class _Progress:
             self._training = True
             self.bar.close()
             self.bar = self._bar(counters, "train")
+            self._shown = 0.0
         self.bar.update(counters.env_steps - self.bar.n)
         now = time.monotonic()
         if now - self._shown >= 1.0:
