@@ -404,7 +404,8 @@ def validate(config: Config) -> None:
     require(behavior.retnorm_low < behavior.retnorm_high,
             f"behavior.retnorm_low={behavior.retnorm_low} must be below behavior.retnorm_high={behavior.retnorm_high}")
     require(model.classes >= 2,
-            f"model.classes must be >= 2 (a categorical latent with one class carries no information), got {model.classes}")
+            f"model.classes must be >= 2 (a categorical latent with one class carries no information), "
+            f"got {model.classes}")
     require(behavior.imag_starts <= run.batch_size * run.batch_length,
             f"behavior.imag_starts={behavior.imag_starts} exceeds the run.batch_size × run.batch_length = "
             f"{run.batch_size * run.batch_length} posterior states of an update; lower it (0 = all of them)")

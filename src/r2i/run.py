@@ -521,11 +521,12 @@ def check_updates(config: Config, start: int = 0) -> None:
             f"envs collects in run.steps={run.steps:,}: no training window ever fills, so no update would happen; "
             "raise run.steps or lower run.batch_length"
         )
-    updates = (run.steps - max(run.prefill, windows_from, start)) * run.train_ratio / (run.batch_size * run.batch_length)
+    per_update = run.batch_size * run.batch_length
+    updates = (run.steps - max(run.prefill, windows_from, start)) * run.train_ratio / per_update
     if updates < 1:
         raise ConfigError(
             f"run.steps={run.steps:,} with run.train_ratio={run.train_ratio:g} gives less than one update "
-            f"(train_ratio / (batch_size·batch_length) = {run.train_ratio / (run.batch_size * run.batch_length):.3g} "
+            f"(train_ratio / (batch_size·batch_length) = {run.train_ratio / per_update:.3g} "
             "updates per env step after the prefill); raise run.steps or run.train_ratio"
         )
 
