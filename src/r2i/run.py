@@ -149,7 +149,8 @@ class Trainer:
         created = prepare_logdir(self.logdir)
         self._lock = RunLock(self.logdir)
         try:
-            self._lock.acquire()
+            if jax.process_index() == 0:  # in a multi-host run the hosts share the directory; the first one locks it
+                self._lock.acquire()
             self._build(config, force)
         except BaseException:
             self.close()
@@ -308,6 +309,7 @@ class Trainer:
         rate = {"steps": self.counters.env_steps, "updates": self.counters.updates, "time": time.monotonic()}
         solved = False
         logged = None
+        bar.compiling("policy")  # the first action of a session compiles the policy
         with GracefulExit() as stop:
             while self.counters.env_steps < cfg.steps and not stop.requested:
                 action = self._act()
@@ -438,27 +440,30 @@ class _Progress:
     def __init__(self, total: int, counters: Counters, enabled: bool):
         self.enabled, self.total = enabled, total
         self._training = counters.updates > 0
-        self.bar = self._bar(counters, "train" if self._training else "prefill")
+        self._phase = "train" if self._training else "prefill"
+        self.bar = self._bar(counters)
         self._extra = ""
         self._shown = 0.0
 
-    def _bar(self, counters: Counters, desc: str):
+    def _bar(self, counters: Counters):
         self._start = (time.monotonic(), counters.env_steps, counters.updates)
         return tqdm.tqdm(total=self.total, initial=counters.env_steps, unit="step", disable=not self.enabled,
-                         dynamic_ncols=True, smoothing=0, desc=desc, leave=desc == "train")
+                         dynamic_ncols=True, smoothing=0, desc=self._phase, leave=self._phase == "train")
 
-    def compiling(self) -> None:
+    def compiling(self, what: str = "update") -> None:
         if self.enabled:
-            self.bar.set_description_str("compiling the update (once)", refresh=True)
+            self.bar.set_description_str(f"compiling the {what} (once)", refresh=True)
 
     def update(self, counters: Counters) -> None:
         if not self.enabled:
             return
         if not self._training and counters.updates > 0:  # training began: a fresh bar, rates and ETA from here on
-            self._training = True
+            self._training, self._phase = True, "train"
             self.bar.close()
-            self.bar = self._bar(counters, "train")
+            self.bar = self._bar(counters)
             self._shown = 0.0
+        if self.bar.desc != self._phase:
+            self.bar.set_description_str(self._phase, refresh=False)
         self.bar.update(counters.env_steps - self.bar.n)
         now = time.monotonic()
         if now - self._shown >= 1.0:
