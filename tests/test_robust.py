@@ -242,5 +242,8 @@ def test_progress_bar_says_compiling_and_times_training_from_its_start(capsys):
     bar.update(counters)
     # A fresh bar from the first update: its rate (and ETA) exclude the fast random-action prefill.
     assert bar.bar.desc == "train" and bar.bar.format_dict["initial"] == 44 and bar.bar.n == 44
-    assert "upd/s" in bar.bar.postfix
+    bar._start = (bar._start[0] - 2.0, *bar._start[1:])  # two seconds of training later
+    counters.env_steps, counters.updates = 48, 6
+    bar.update(counters)
+    assert "upd/s 2" in bar.bar.postfix  # 4 updates in 2 s
     bar.close()

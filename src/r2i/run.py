@@ -434,7 +434,7 @@ def evaluate(agent: Agent, params, config: Config, episodes: int, mode: str, key
 class _Progress:
     """The terminal progress bar (tqdm). A "prefill" bar runs while the replay fills with random actions; training
     gets a bar of its own whose rate and ETA are averaged from the start of training (the prefill's speed would make
-    the ETA far too short). It says "compiling" while the first update compiles, and shows live env steps and
+    the ETA far too short). It says "compiling" while the policy and the first update compile, and shows live
     updates per second."""
 
     def __init__(self, total: int, counters: Counters, enabled: bool):
@@ -461,16 +461,13 @@ class _Progress:
             self._training, self._phase = True, "train"
             self.bar.close()
             self.bar = self._bar(counters)
-            self._shown = 0.0
         if self.bar.desc != self._phase:
             self.bar.set_description_str(self._phase, refresh=False)
         self.bar.update(counters.env_steps - self.bar.n)
         now = time.monotonic()
-        if now - self._shown >= 1.0:
+        if now - self._shown >= 1.0 and now - self._start[0] >= 1.0:  # the bar itself shows env steps per second
             self._shown = now
-            elapsed = max(now - self._start[0], 1e-9)
-            live = (f"env/s {(counters.env_steps - self._start[1]) / elapsed:.3g} "
-                    f"upd/s {(counters.updates - self._start[2]) / elapsed:.3g}")
+            live = f"upd/s {(counters.updates - self._start[2]) / (now - self._start[0]):.3g}"
             self.bar.set_postfix_str(f"{live} {self._extra}".strip())
 
     def postfix(self, logged: dict) -> None:
@@ -598,7 +595,8 @@ def format_result(result: dict, logdir: str | Path) -> str:
         training.append(f"success {result['episode/success_recent']:.3g}")
     if training:
         lines.append(f"  training    last episodes: {', '.join(training)}")
-    lines.append(f"  run dir     {logdir} (result.json, metrics.jsonl, tb/, checkpoints/)")
+    files = ("" if result.get("stopped_early") else "result.json, ") + "metrics.jsonl, tb/, checkpoints/"
+    lines.append(f"  run dir     {logdir} ({files})")
     return "\n".join(lines)
 
 
