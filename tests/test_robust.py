@@ -26,7 +26,7 @@ from r2i import cli
 from r2i.checkpoint import Checkpointer, RunLock, RunLockedError
 from r2i.errors import ConfigError
 from r2i.metrics import MetricsLogger
-from r2i.run import format_result, train
+from r2i.run import Trainer, format_result, train
 
 
 def _records(logdir: Path) -> list[dict]:
@@ -99,6 +99,13 @@ def test_damaged_newest_checkpoint_load_and_eval_fall_back(run_dir, tmp_path, ca
     assert ckpt.steps() == [40, 56]
     state_file = max((p for p in (ckpt.path(56) / "state").rglob("*") if p.is_file()), key=lambda p: p.stat().st_size)
     state_file.write_bytes(state_file.read_bytes()[:10])  # truncated
+    trainer = Trainer(tiny_config(copy, **{"run.steps": 56}), quiet=True)  # train resumes from the intact one …
+    try:
+        assert trainer.resumed and trainer.counters.env_steps == 40
+        assert max(r["step"] for r in _records(copy)) <= 40  # … and its logs continue from there
+    finally:
+        trainer.close()
+    assert "ckpt_0000000056 is damaged" in capsys.readouterr().err
     for step in (40, 56):  # eval and load never need the replay
         shutil.rmtree(ckpt.path(step) / "replay")
     policy = r2i.load(copy)
