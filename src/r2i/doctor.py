@@ -9,17 +9,6 @@ from pathlib import Path
 from r2i.replay import human_bytes
 
 
-def available_ram() -> int | None:
-    """Bytes of RAM available to a new allocation (Linux MemAvailable), None where unknown."""
-    try:
-        for line in Path("/proc/meminfo").read_text().splitlines():
-            if line.startswith("MemAvailable:"):
-                return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return None
-
-
 def _dtype_ok(dtype) -> bool:
     import jax.numpy as jnp
 
@@ -39,7 +28,7 @@ def report(preset: str = "default", logdir: str = "runs", overrides: dict | None
     from r2i.config import make_config
     from r2i.envs import make_env
     from r2i.replay import Replay
-    from r2i.run import replay_spec
+    from r2i.run import available_ram, replay_spec
     from r2i.runtime import device_description
 
     lines = [f"jax {jax.__version__}, backend {jax.default_backend()}, {device_description()}"]

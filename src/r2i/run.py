@@ -39,7 +39,6 @@ from r2i.checkpoint import Checkpointer, GracefulExit, RunLock
 from r2i.config import Config
 from r2i.envs import VectorDriver, make_specs
 from r2i.errors import ConfigError, TrainingDivergedError
-from r2i.doctor import available_ram
 from r2i.metrics import METRICS_FILE, Aggregator, MetricsLogger
 from r2i.replay import Replay, human_bytes
 
@@ -119,6 +118,17 @@ def prepare_logdir(logdir: Path) -> Path | None:
         raise ConfigError(f"--logdir {logdir} is not readable and writable by this user; fix its permissions "
                           "(chmod u+rwx) or choose another directory")
     return created
+
+
+def available_ram() -> int | None:
+    """Bytes of RAM available to a new allocation (Linux MemAvailable), None where unknown."""
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return None
 
 
 def check_replay_memory(spec: dict, config: Config) -> None:
