@@ -29,7 +29,7 @@ TINY = {
     "model.reward_bins": 31, "behavior.actor.units": 16, "behavior.critic.units": 16, "behavior.horizon": 3,
     "run.batch_size": 2, "run.batch_length": 8, "run.train_ratio": 8, "run.prefill": 24, "run.log_every": 16,
     "run.eval_every": 0, "run.eval_episodes": 0, "env.id": "r2i:memory_length/2", "env.num_envs": 2,
-    "replay.capacity": 10_000,
+    "replay.capacity": 10_000, "behavior.imag_starts": 0,
 }  # fmt: skip
 
 
@@ -71,7 +71,8 @@ def test_resume_refuses_a_different_config(tmp_path):
 
 def _train_command(logdir: Path, steps: int) -> list[str]:
     overrides = [f"{k}={v}" for k, v in TINY.items()]
-    return [sys.executable, "-m", "r2i.cli", "train", "--quiet", "--logdir", str(logdir), "--steps", str(steps),
+    return [sys.executable, "-m", "r2i.cli", "train", "--quiet", "--json", "--logdir", str(logdir), "--steps",
+            str(steps),
             "run.checkpoint_every=1", *overrides]
 
 
@@ -142,7 +143,10 @@ def test_check_env_doctor_and_help_config(capsys):
     code, out, _ = _cli(["doctor"], capsys)
     assert code == 0 and "backend" in out and "RAM available" in out
     code, out, _ = _cli(["train", "--help-config"], capsys)
-    assert code == 0 and "model.ssm.layers (int, default 2)" in out
+    assert code == 0 and "model.ssm.layers (int) = 2: number of stacked S5 blocks" in out
+    assert "optim.model_lr (float) = 0.001 (default 0.0001)" in out  # the preset's value, not the dataclass default
+    code, out, _ = _cli(["train", "--preset", "bsuite_cpu", "--help-config"], capsys)
+    assert code == 0 and "env.id (str) = 'bsuite:memory_len/0'" in out
 
 
 def test_load_eval_and_plot_a_run(tmp_path, capsys):

@@ -59,8 +59,11 @@ Format decision (tried and measured on a 2-core CPU machine with orbax-checkpoin
 
 from __future__ import annotations
 
+import errno
+import fcntl
 import json
 import os
+import zlib
 import re
 import secrets
 import shutil
@@ -77,7 +80,7 @@ import numpy as np
 
 from r2i.errors import R2IError
 
-__all__ = ["CheckpointError", "CheckpointMismatchError", "Checkpointer", "GracefulExit"]
+__all__ = ["CheckpointError", "CheckpointMismatchError", "Checkpointer", "GracefulExit", "RunLock", "RunLockedError"]
 
 FORMAT = 1
 _CKPT = re.compile(r"^ckpt_(\d+)$")
@@ -317,6 +320,7 @@ class Checkpointer:
                 replay_info[key] = {"shape": list(array.shape), "dtype": array.dtype.str}
             _write_file(tmp / "meta.json", meta_bytes)
             info = {
+                "files": _file_table(tmp),
                 "format": FORMAT,
                 "step": step,
                 "serial": serial,
@@ -337,8 +341,18 @@ class Checkpointer:
             else:
                 os.replace(tmp, final)
                 _fsync_path(self.directory)
-        except BaseException:
+        except BaseException as error:
             shutil.rmtree(tmp, ignore_errors=True)
+            os_error = _os_error_in(error)
+            if os_error is not None and isinstance(error, Exception):
+                previous = order[-1][1] if order else None
+                kept = f"the previous checkpoint (step {previous}) is intact" if previous is not None else (
+                    "no earlier checkpoint exists")
+                raise CheckpointError(
+                    f"could not write the checkpoint of step {step} to {self.directory}: "
+                    f"{os.strerror(os_error.errno) if os_error.errno else os_error}; {kept}. "
+                    f"{_FIXES.get(os_error.errno, 'Fix the file system, then resume')}"
+                ) from None
             raise
         if self.keep is not None:
             kept = {s for _, s in self._by_serial()[-self.keep :]} | {step}
@@ -349,14 +363,47 @@ class Checkpointer:
         return final
 
     # ----------------------------------------------------------------------------------------------------- restore
-    def restore(self, target, step: int | None = None, *, mmap_replay: bool = False):
+    def restore_intact(self, target, *, mmap_replay: bool = False, replay: bool = True, warn=None):
+        """Restore the newest checkpoint that reads back intact → (step, state, replay dict, meta dict).
+
+        A damaged checkpoint (a truncated or corrupted file, an unreadable directory) is skipped for the next older
+        one, and `warn` (a callable taking one line, e.g. `print`) is told which step was skipped and why. A target
+        that does not fit (CheckpointMismatchError) is raised at once: an older checkpoint of the same run would not
+        fit either. Raises CheckpointError when there is no checkpoint, or none is intact.
+        """
+        order = [step for _, step in reversed(self._by_serial())]
+        if not order:
+            raise CheckpointError(f"no checkpoint in {self.directory}")
+        problems = []
+        for step in order:
+            try:
+                state, arrays, meta = self.restore(target, step, mmap_replay=mmap_replay, replay=replay)
+            except CheckpointMismatchError:
+                raise
+            except Exception as error:  # noqa: BLE001 — orbax/tensorstore raise many types for a damaged file
+                reason = _one_line(error)
+                problems.append(f"step {step}: {reason}")
+                if warn is not None:
+                    warn(f"r2i: checkpoint {self.path(step).name} is damaged ({reason}); trying an older one")
+                continue
+            if problems and warn is not None:
+                warn(f"r2i: restored the newest intact checkpoint, {self.path(step).name} (step {step})")
+            return step, state, arrays, meta
+        raise CheckpointError(
+            f"no intact checkpoint in {self.directory} ({'; '.join(problems)}); start afresh with a new --logdir"
+        )
+
+    def restore(self, target, step: int | None = None, *, mmap_replay: bool = False, replay: bool = True):
         """Read a checkpoint (default: `latest()`) → (state, replay dict, meta dict).
 
         `target` is a pytree with the saved state's structure: concrete arrays or `jax.ShapeDtypeStruct`s (e.g. from
         `jax.eval_shape`). The state comes back with the target's exact pytree structure, shapes and dtypes, as JAX
         arrays with the target leaves' sharding where they have one, else on the default device. A target whose leaf
         paths, shapes or dtypes differ raises CheckpointMismatchError naming the first difference.
-        `mmap_replay=True` returns the replay arrays as read-only memory maps instead of loading them.
+        `mmap_replay=True` returns the replay arrays as read-only memory maps instead of loading them;
+        `replay=False` skips them (an empty dict: enough to act with the policy).
+        Files whose size or checksum differ from those recorded at save time raise CheckpointError (a truncated file
+        fails here, before orbax reads it).
         """
         import orbax.checkpoint as ocp
 
@@ -368,6 +415,7 @@ class Checkpointer:
         if not (path / _INFO).is_file():
             raise CheckpointError(f"no complete checkpoint for step {step} in {self.directory} (have {self.steps()})")
         info = self._info(path)
+        _verify_files(path, info, replay)
         abstract = self._check_target(target, info, path)
         if jax.tree.leaves(abstract):
             with ocp.StandardCheckpointer() as ckptr:
@@ -375,8 +423,8 @@ class Checkpointer:
         else:
             state = abstract
 
-        replay = {}
-        for key, spec in info["replay"].items():
+        arrays = {}
+        for key, spec in (info["replay"] if replay else {}).items():
             file = path / "replay" / f"{key}.npy"
             try:
                 array = np.load(file, mmap_mode="r" if mmap_replay else None, allow_pickle=False)
@@ -387,12 +435,12 @@ class Checkpointer:
                     f"checkpoint {path} is corrupt: replay array {key!r} holds {_fmt(array.shape, array.dtype)}, "
                     f"expected {_fmt(spec['shape'], np.dtype(spec['dtype']))}"
                 )
-            replay[key] = array
+            arrays[key] = array
         try:
             meta = json.loads((path / "meta.json").read_text())
         except (OSError, ValueError) as e:
             raise CheckpointError(f"checkpoint {path}: cannot read meta.json: {e}") from e
-        return state, replay, meta
+        return state, arrays, meta
 
     def _check_target(self, target, info: dict, path: Path):
         """Compare the target's leaves with the checkpoint's; return the target as ShapeDtypeStructs with shardings."""
@@ -427,6 +475,73 @@ class Checkpointer:
             return jax.ShapeDtypeStruct(shape, dtype, sharding=sharding if sharding is not None else device)
 
         return jax.tree.map(abstract, target)
+
+
+def _file_table(root: Path) -> dict[str, list]:
+    """relative path → [size, crc32 or None] of every file under `root`. The state and meta files are small and get a
+    checksum; the replay arrays (up to GBs, read lazily) get their size, which catches truncation."""
+    table = {}
+    for dirpath, _, filenames in os.walk(root):
+        for name in filenames:
+            file = Path(dirpath, name)
+            rel = file.relative_to(root).as_posix()
+            crc = None
+            if not rel.startswith("replay/"):
+                crc = zlib.crc32(file.read_bytes())
+            table[rel] = [file.stat().st_size, crc]
+    return table
+
+
+def _verify_files(path: Path, info: dict, replay: bool) -> None:
+    """Raise CheckpointError naming the first file that is missing, truncated or changed since it was saved."""
+    for rel, (size, crc) in info.get("files", {}).items():  # checkpoints written before this table: not checked
+        if rel.startswith("replay/") and not replay:
+            continue
+        file = path / rel
+        try:
+            actual = file.stat().st_size
+            if actual != size:
+                raise CheckpointError(f"checkpoint {path}: {rel} has {actual} bytes, {size} were written")
+            if crc is not None and zlib.crc32(file.read_bytes()) != crc:
+                raise CheckpointError(f"checkpoint {path}: {rel} does not match its checksum (corrupted)")
+        except OSError as e:
+            raise CheckpointError(f"checkpoint {path}: cannot read {rel} ({e.strerror or e})") from None
+
+
+def _one_line(error: BaseException) -> str:
+    text = str(error).strip().splitlines()
+    return f"{type(error).__name__}: {text[0][:200]}" if text else type(error).__name__
+
+
+_SHORT_WRITE = re.compile(r"\d+ requested and \d+ written")
+_FIXES = {
+    errno.ENOSPC: "Free disk space (or point --logdir to a larger disk), then run the same command to resume",
+    errno.EDQUOT: "Free space within your disk quota, then run the same command to resume",
+    errno.EROFS: "The file system is read-only: choose a writable --logdir",
+    errno.EACCES: "Make the run directory writable, then resume",
+    errno.EIO: "The disk reported an I/O error: check it, then resume",
+}
+
+
+def _os_error_in(error: BaseException) -> OSError | None:
+    """The OSError with one of the errnos in _FIXES behind `error` (orbax and asyncio wrap them), else None."""
+    seen = set()
+    while error is not None and id(error) not in seen:
+        seen.add(id(error))
+        if isinstance(error, OSError) and error.errno in _FIXES:
+            return error
+        if os.strerror(errno.ENOSPC) in str(error):  # tensorstore reports a full disk in its message only
+            return OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        if isinstance(error, OSError) and error.errno is None and _SHORT_WRITE.search(str(error)):
+            # NumPy's tofile reports a full disk as a short write without an errno
+            return OSError(errno.ENOSPC, f"{os.strerror(errno.ENOSPC)} ({error})")
+        if isinstance(error, BaseExceptionGroup):
+            for inner in error.exceptions:
+                found = _os_error_in(inner)
+                if found is not None:
+                    return found
+        error = error.__cause__ or error.__context__
+    return None
 
 
 def _versions() -> dict[str, str]:
@@ -488,3 +603,69 @@ class GracefulExit:
             signal.signal(sig, previous if previous is not None else signal.SIG_DFL)
         self._previous.clear()
         return False
+
+
+# ----------------------------------------------------------------------------------------------------------- RunLock
+class RunLockedError(R2IError, RuntimeError):
+    """Another live process holds the run directory."""
+
+
+class RunLock:
+    """An exclusive lock on a run directory, so that two trainers never write the same run.
+
+        with RunLock(logdir):
+            ...train...
+
+    The lock is an advisory `fcntl.flock` on `<logdir>/.lock`, which also records the holder's pid, host and start
+    time (for the message a second process gets). The kernel releases a flock when its process dies, however it
+    dies, so a lock left by a killed trainer never blocks a resume; the stale file's content is simply overwritten.
+    `acquire` raises RunLockedError naming the holder when another process holds it.
+    """
+
+    FILE = ".lock"
+
+    def __init__(self, directory: str | os.PathLike):
+        self.path = Path(directory) / self.FILE
+        self._fd: int | None = None
+
+    def acquire(self) -> Self:
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = self.holder()
+            os.close(fd)
+            who = (f"process {holder.get('pid')} on {holder.get('host')} (started "
+                   f"{time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(holder.get('time', 0)))})"
+                   if holder else "another process")
+            raise RunLockedError(
+                f"{self.path.parent} is in use by {who}; wait for that run to finish or stop it, or choose another "
+                "--logdir"
+            ) from None
+        except BaseException:
+            os.close(fd)
+            raise
+        record = json.dumps({"pid": os.getpid(), "host": socket.gethostname(), "time": time.time()}).encode()
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, record, 0)
+        self._fd = fd
+        return self
+
+    def holder(self) -> dict:
+        """pid / host / time recorded by the process that took the lock last ({} if unreadable)."""
+        try:
+            return json.loads(self.path.read_text() or "{}")
+        except (OSError, ValueError):
+            return {}
+
+    def release(self) -> None:
+        if self._fd is not None:
+            fcntl.flock(self._fd, fcntl.LOCK_UN)
+            os.close(self._fd)
+            self._fd = None
+
+    def __enter__(self) -> Self:
+        return self.acquire()
+
+    def __exit__(self, *exc) -> None:
+        self.release()

@@ -8,22 +8,20 @@ import sys
 import time
 
 
-def _train(args: argparse.Namespace, extra: list[str]) -> int:
+def _train_config(args: argparse.Namespace, extra: list[str]):
+    """The config `r2i train` would run: the saved one of an existing --logdir (resume) or preset ← overrides."""
     from pathlib import Path
 
     from r2i import config as cfgmod
-    from r2i.run import CONFIG_FILE, load_config, train
+    from r2i.run import CONFIG_FILE, load_config
 
-    if args.help_config:
-        print("\n".join(cfgmod.describe_fields()))
-        return 0
     overrides = cfgmod.parse_overrides(extra)
     for flag, key in (("env", "env.id"), ("steps", "run.steps"), ("logdir", "logdir"), ("seed", "seed")):
         value = getattr(args, flag)
         if value is not None:
             overrides[key] = str(value)
     saved = Path(args.logdir or "") / CONFIG_FILE
-    if args.logdir and args.preset is None and saved.exists():
+    if args.logdir and args.preset is None and saved.is_file():
         # `r2i train --logdir DIR` resumes with the run's own config (plus any overrides given, e.g. --steps).
         config = cfgmod.apply_overrides(load_config(args.logdir), overrides)
         cfgmod.validate(config)
@@ -33,12 +31,50 @@ def _train(args: argparse.Namespace, extra: list[str]) -> int:
         slug = "".join(c if c.isalnum() else "-" for c in config.env.id).strip("-")
         stamp = time.strftime("%Y%m%d-%H%M%S")
         config = cfgmod.apply_overrides(config, {"logdir": f"runs/{args.preset or 'default'}-{slug}-{stamp}"})
+    return config
+
+
+def describe_config(config) -> list[str]:
+    """'key (type) = value: doc' for every config key, with the default where the resolved value differs."""
+    import dataclasses
+
+    from r2i import config as cfgmod
+
+    def walk(node, cls, prefix):
+        hints = cfgmod._field_types(cls)
+        for f in dataclasses.fields(cls):
+            name, value, tp = f"{prefix}{f.name}", getattr(node, f.name), hints[f.name]
+            if dataclasses.is_dataclass(tp):
+                yield from walk(value, tp, name + ".")
+                continue
+            default = getattr(cls(), f.name)
+            note = "" if value == default else f" (default {default!r})"
+            yield f"{name} ({getattr(tp, '__name__', tp)}) = {value!r}{note}: {f.metadata.get('doc', '')}"
+
+    return list(walk(config, cfgmod.Config, ""))
+
+
+def _train(args: argparse.Namespace, extra: list[str]) -> int:
+    from r2i import config as cfgmod
+    from r2i.run import format_result, train
+
+    config = _train_config(args, extra)
+    if args.help_config:
+        print(f"# resolved for --preset {args.preset or 'default'} and the overrides given")
+        print("\n".join(describe_config(config)))
+        return 0
+    if args.print_config:
+        print(cfgmod.dump_yaml(config), end="")
+        return 0
     result = train(config, force=args.force, quiet=args.quiet)
-    print(json.dumps({k: v for k, v in result.items() if not k.startswith(("train/", "model/", "actor/", "critic/"))}))
+    if args.json:
+        print(json.dumps({k: v for k, v in result.items() if not k.startswith(("train/", "model/", "actor/",
+                                                                                "critic/"))}))
+    else:
+        print(format_result(result, config.logdir))
     if result["stopped_early"]:
-        print(f"r2i: stopped at env step {result['env_steps']:,}; run the same command again to resume "
-              f"(--logdir {config.logdir})", file=sys.stderr)
-        return 130
+        print(f"r2i: run the same command again to resume (--logdir {config.logdir})", file=sys.stderr)
+        return 128 + (result.get("signal") or 2)  # the shell's convention: 130 after SIGINT, 143 after SIGTERM
     return 0
 
 
@@ -86,7 +122,9 @@ def _plot(args: argparse.Namespace, extra: list[str]) -> int:
 def _doctor(args: argparse.Namespace, extra: list[str]) -> int:
     from r2i.doctor import report
 
-    print(report(args.preset, args.logdir))
+    from r2i import config as cfgmod
+
+    print(report(args.preset, args.logdir, cfgmod.parse_overrides(extra)))
     return 0
 
 
@@ -94,6 +132,10 @@ def _check_env(args: argparse.Namespace, extra: list[str]) -> int:
     from r2i import config as cfgmod
     from r2i.envs import describe_env
 
+    from r2i.errors import ConfigError
+
+    if args.episodes < 1:
+        raise ConfigError(f"--episodes must be >= 1, got {args.episodes}")
     options = {k: cfgmod.yaml.safe_load(v) for k, v in cfgmod.parse_overrides(extra).items()}
     print(describe_env(args.env_id, seed=args.seed, episodes=args.episodes, **options))
     return 0
@@ -106,9 +148,15 @@ def _sweep(args: argparse.Namespace, extra: list[str]) -> int:
     from r2i import plot
     from r2i.sweep import sweep
 
+    from r2i.errors import ConfigError
+
     overrides = [f"{k}={v}" for k, v in cfgmod.parse_overrides(extra).items()]
     csv_path = Path(args.csv or f"benchmarks/results/{args.suite}.csv")
-    sweep(args.suite, args.settings.split(","), args.models.split(","), [int(s) for s in args.seeds.split(",")],
+    try:
+        seeds = [int(s) for s in args.seeds.split(",")]
+    except ValueError:
+        raise ConfigError(f"--seeds must be comma-separated integers, got {args.seeds!r}") from None
+    sweep(args.suite, args.settings.split(","), args.models.split(","), seeds,
           preset=args.preset, root=Path(args.root), csv_path=csv_path, jobs=args.jobs, extra=overrides)
     print(plot.plot_sweep(csv_path, csv_path.with_suffix(".png")))
     return 0
@@ -161,7 +209,11 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--seed", type=int, help="seed (config seed)")
     train.add_argument("--force", action="store_true", help="resume even if the config differs from the saved one")
     train.add_argument("--quiet", action="store_true", help="no progress bar or summary line")
-    train.add_argument("--help-config", action="store_true", help="list every config key with its doc and exit")
+    train.add_argument("--help-config", action="store_true",
+                       help="list every config key with its value for this --preset and overrides, its doc, and exit")
+    train.add_argument("--print-config", action="store_true",
+                       help="print the resolved config as YAML (what config.yaml will hold) and exit")
+    train.add_argument("--json", action="store_true", help="print the final result as one JSON line")
     train.set_defaults(handler=_train, extra_ok=True)
 
     ev = commands.add_parser("eval", help="evaluate the latest checkpoint of a run")
@@ -182,10 +234,13 @@ def build_parser() -> argparse.ArgumentParser:
     plot.add_argument("--sweep", help="a sweep CSV (suite,setting,model,seed,env_steps,success,wall_s)")
     plot.set_defaults(handler=_plot)
 
-    doctor = commands.add_parser("doctor", help="backend, devices, dtypes, free RAM and disk vs the replay estimate")
+    doctor = commands.add_parser(
+        "doctor", help="backend, devices, dtypes, free RAM and disk vs the replay estimate",
+        description="Check this machine against a run's needs; config overrides (e.g. replay.capacity=5e5) apply as "
+        "for `r2i train`.")
     doctor.add_argument("--preset", default="default", help="preset whose replay size to check")
     doctor.add_argument("--logdir", default="runs", help="where runs would be written (for free disk space)")
-    doctor.set_defaults(handler=_doctor)
+    doctor.set_defaults(handler=_doctor, extra_ok=True)
 
     check = commands.add_parser("check-env", help="validate an environment and show what the agent will see")
     check.add_argument("env_id", help="environment id, e.g. r2i:memory_length/10, gym:CartPole-v1, bsuite:memory_len/0")
@@ -255,6 +310,10 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     except R2IError as error:  # input errors are one line that names the fix, not a traceback
         print(f"r2i: error: {error}", file=sys.stderr)
+        return 2
+    except (PermissionError, NotADirectoryError, IsADirectoryError, FileExistsError) as error:
+        # a path given on the command line that cannot be used: say which, without a traceback
+        print(f"r2i: error: {error.strerror}: {error.filename}; check the path and its permissions", file=sys.stderr)
         return 2
 
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import importlib.resources
+import math
 import types
 import typing
 from dataclasses import dataclass, field
@@ -373,6 +374,9 @@ def make_config(preset: str = "default", overrides: dict[str, Any] | None = None
 def validate(config: Config) -> None:
     """Field and cross-field checks, with messages that name the field and the fix."""
     flat = flatten(to_dict(config))
+    for key, value in flat.items():  # NaN passes every comparison below, and inf is never a usable setting
+        if isinstance(value, float) and not math.isfinite(value):
+            raise ConfigError(f"config key '{key}' must be a finite number, got {value}")
     for key, choices in CHOICES.items():
         if flat[key] not in choices:
             raise ConfigError(f"config key '{key}' must be one of {', '.join(map(repr, choices))}; got {flat[key]!r}")
@@ -405,6 +409,12 @@ def validate(config: Config) -> None:
             f"behavior.min_std={behavior.min_std} must not exceed behavior.max_std={behavior.max_std}")
     require(behavior.retnorm_low < behavior.retnorm_high,
             f"behavior.retnorm_low={behavior.retnorm_low} must be below behavior.retnorm_high={behavior.retnorm_high}")
+    require(model.classes >= 2,
+            f"model.classes must be >= 2 (a categorical latent with one class carries no information), "
+            f"got {model.classes}")
+    require(behavior.imag_starts <= run.batch_size * run.batch_length,
+            f"behavior.imag_starts={behavior.imag_starts} exceeds the run.batch_size × run.batch_length = "
+            f"{run.batch_size * run.batch_length} posterior states of an update; lower it (0 = all of them)")
     starts = behavior.imag_starts if 0 < behavior.imag_starts < run.batch_size * run.batch_length else (
         run.batch_size * run.batch_length)
     require(not behavior.imag_chunk or starts % behavior.imag_chunk == 0,

@@ -9,16 +9,6 @@ from pathlib import Path
 from r2i.replay import human_bytes
 
 
-def _meminfo_available() -> int | None:
-    try:
-        for line in Path("/proc/meminfo").read_text().splitlines():
-            if line.startswith("MemAvailable:"):
-                return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return None
-
-
 def _dtype_ok(dtype) -> bool:
     import jax.numpy as jnp
 
@@ -29,7 +19,8 @@ def _dtype_ok(dtype) -> bool:
         return False
 
 
-def report(preset: str = "default", logdir: str = "runs") -> str:
+def report(preset: str = "default", logdir: str = "runs", overrides: dict | None = None) -> str:
+    """`overrides` are dotted config keys as for `r2i train` (e.g. replay.capacity), applied to the preset."""
     import jax
     import jax.numpy as jnp
 
@@ -37,7 +28,7 @@ def report(preset: str = "default", logdir: str = "runs") -> str:
     from r2i.config import make_config
     from r2i.envs import make_env
     from r2i.replay import Replay
-    from r2i.run import replay_spec
+    from r2i.run import available_ram, replay_spec
     from r2i.runtime import device_description
 
     lines = [f"jax {jax.__version__}, backend {jax.default_backend()}, {device_description()}"]
@@ -47,7 +38,7 @@ def report(preset: str = "default", logdir: str = "runs") -> str:
         f"{'ok' if _dtype_ok(jnp.bfloat16) else 'unsupported'}; compute dtype 'auto' → "
         f"{jnp.dtype(resolve_dtype('auto')).name}"
     )
-    config = make_config(preset)
+    config = make_config(preset, overrides)
     need = None
     try:
         env = make_env(config.env.id, 0, **config.env.options)
@@ -73,10 +64,11 @@ def report(preset: str = "default", logdir: str = "runs") -> str:
                      f"{human_bytes(size)} {where}")
     except Exception as error:  # noqa: BLE001 — e.g. a missing optional extra; report it and go on
         lines.append(f"preset '{preset}': cannot build env {config.env.id}: {error}")
-        disk_need = None
-    free = _meminfo_available()
+    free = available_ram()
     if free is not None:
-        verdict = "" if need is None else (" — enough" if free > 1.5 * need else " — NOT enough for the replay")
+        verdict = "" if need is None else (
+            " — enough" if free > 1.5 * need else " — tight for the replay" if free >= need
+            else " — NOT enough for the replay: `r2i train` refuses it; lower replay.capacity")
         lines.append(f"RAM available: {human_bytes(free)}{verdict}")
     target = Path(logdir)
     probe = target if target.exists() else Path(os.getcwd())

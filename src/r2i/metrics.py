@@ -3,10 +3,12 @@
 Files written under `logdir`:
 
 * `metrics.jsonl`: one JSON object per `MetricsLogger.write`, `{"step": int, "time": unix_seconds, key: float, ...}`.
-  Appended to on resume, never truncated; `MetricsLogger.read` reads it back.
+  Appended to; a resumed run first rolls it back to its checkpoint (`rollback_to`), so every step is logged once
+  and steps only grow. `MetricsLogger.read` reads it back.
 * `tb/`: TensorBoard event files (tensorboardX) with the same scalars, and videos as animated GIF images (at each
   evaluation round of an image environment: `eval/policy`, an evaluation episode, and `eval/open_loop`, the world
-  model's open-loop prediction, see `r2i.video`).
+  model's open-loop prediction, see `r2i.video`). On resume
+  the new event file starts with a purge marker, so TensorBoard drops the old files' events after the checkpoint.
 
 Key naming (produced by `Aggregator`): episode statistics are `<prefix>/return`, `<prefix>/length`,
 `<prefix>/count` and `<prefix>/<name>` for every env key `log_<name>`, with prefix `episode` for training episodes and
@@ -61,10 +63,18 @@ class MetricsLogger:
         tensorboard: also write TensorBoard event files. Without it, `video` writes GIF files to `logdir/videos`.
     """
 
-    def __init__(self, logdir: str | Path, tensorboard: bool = True):
+    def __init__(self, logdir: str | Path, tensorboard: bool = True, rollback_to: int | None = None,
+                 rollback_bytes: int | None = None):
+        """`rollback_to` (a resumed run: its checkpoint's step) drops what was logged after that checkpoint:
+        `metrics.jsonl` is cut back to `rollback_bytes` (its size when the checkpoint was written) when given and
+        plausible, else every record with a step above `rollback_to` is removed; TensorBoard is told to purge events
+        from step `rollback_to + 1` on."""
         self.logdir = Path(logdir)
         self.logdir.mkdir(parents=True, exist_ok=True)
         self.path = self.logdir / METRICS_FILE
+        self.last_step: int | None = None  # step of the latest write of this logger
+        if rollback_to is not None and self.path.exists():
+            self._rollback(int(rollback_to), rollback_bytes)
         # A process killed mid-write may have left a last line without its newline: start on a fresh line.
         needs_newline = False
         if self.path.exists() and self.path.stat().st_size > 0:
@@ -79,7 +89,32 @@ class MetricsLogger:
         if tensorboard:
             from tensorboardX import SummaryWriter
 
-            self._tb = SummaryWriter(str(self.logdir / "tb"))
+            purge = None if rollback_to is None else int(rollback_to) + 1
+            self._tb = SummaryWriter(str(self.logdir / "tb"), purge_step=purge)
+
+    def _rollback(self, step: int, size: int | None) -> None:
+        data = self.path.read_bytes()
+        if size is not None and 0 <= size <= len(data) and (size == 0 or data[size - 1 : size] == b"\n"):
+            kept = data[:size]
+        else:  # no recorded size (or the file was changed since): drop the records after the checkpoint's step
+            lines = []
+            for line in data.split(b"\n"):
+                try:
+                    record = json.loads(line)
+                except ValueError:
+                    continue
+                if isinstance(record, dict) and isinstance(record.get("step"), int) and record["step"] <= step:
+                    lines.append(line + b"\n")
+            kept = b"".join(lines)
+        if kept != data:
+            tmp = self.path.with_suffix(".jsonl.tmp")
+            tmp.write_bytes(kept)
+            tmp.replace(self.path)
+
+    def tell(self) -> int:
+        """Bytes of `metrics.jsonl` written so far (recorded in checkpoints, for `rollback_bytes`)."""
+        self._file.flush()
+        return self._file.tell()
 
     def write(self, step: int, metrics: dict[str, Any]) -> dict[str, float]:
         """Append `{"step", "time", **finite scalars of metrics}` as one line (flushed) and to TensorBoard.
@@ -91,6 +126,7 @@ class MetricsLogger:
         scalars.pop("step", None)
         scalars.pop("time", None)
         record = {"step": int(step), "time": time.time(), **scalars}
+        self.last_step = int(step)
         self._file.write(json.dumps(record) + "\n")
         self._file.flush()
         if self._tb is not None:

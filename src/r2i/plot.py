@@ -91,7 +91,9 @@ def plot_runs(
             xs = points[:, 0]
             if x == "time":
                 xs = (xs - xs[0]) / 3600
-            ax.plot(xs, smooth_ema(points[:, 1], smooth), label=run.name, linewidth=1.2)
+            # Sparse curves (evaluation rounds; a single point draws no line at all) get markers to be visible.
+            marker = "o" if len(xs) <= 30 else None
+            ax.plot(xs, smooth_ema(points[:, 1], smooth), label=run.name, linewidth=1.2, marker=marker, markersize=4)
         ax.set_title(key)
         ax.set_xlabel("hours" if x == "time" else x)
         ax.grid(alpha=0.3)

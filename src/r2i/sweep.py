@@ -26,7 +26,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-from r2i.errors import ConfigError
+from r2i.errors import ConfigError, EnvError, R2IError
 
 COLUMNS = ("suite", "setting", "model", "seed", "env_steps", "success", "wall_s")
 DISCOUNTING_DELAYS = (1, 3, 10, 30, 100)
@@ -69,15 +69,42 @@ def discounting_chain_overrides(delay: int, seed: int) -> list[str]:
     return [f"env.id=bsuite:discounting_chain/{index}"]
 
 
+SUITES = ("memory_len", "discounting_chain", "popgym")
+
+
+class RunFailedError(R2IError, RuntimeError):
+    """A run of the sweep exited with an error (its train.log says why)."""
+
+
+def _setting_int(suite: str, setting: str) -> int:
+    try:
+        value = int(setting)
+    except ValueError:
+        raise ConfigError(f"--settings of --suite {suite} are integers, got {setting!r}") from None
+    if value < 1:
+        raise ConfigError(f"--settings of --suite {suite} must be >= 1, got {value}")
+    return value
+
+
 def plan(suite: str, settings: list[str], models: list[str], seeds: list[int], extra: list[str]) -> list[Run]:
+    if suite not in SUITES:
+        raise ConfigError(f"--suite must be memory_len, discounting_chain or popgym, got {suite!r}")
+    for name, values in (("--settings", settings), ("--models", models), ("--seeds", seeds)):
+        if not values or any(v == "" for v in values):
+            raise ConfigError(f"{name} needs a comma-separated list without empty entries, got {values!r}")
+    from r2i.config import CHOICES
+
+    for model in models:
+        if model not in CHOICES["model.sequence"]:
+            raise ConfigError(f"--models: unknown model {model!r}; use {', '.join(CHOICES['model.sequence'])}")
     runs = []
     for setting in settings:
         for model in models:
             for seed in seeds:
                 if suite == "memory_len":
-                    overrides = memory_len_overrides(int(setting))
+                    overrides = memory_len_overrides(_setting_int(suite, setting))
                 elif suite == "discounting_chain":
-                    overrides = discounting_chain_overrides(int(setting), seed)
+                    overrides = discounting_chain_overrides(_setting_int(suite, setting), seed)
                 elif suite == "popgym":
                     overrides = [f"env.id=popgym:{setting}"]
                 else:
@@ -85,6 +112,24 @@ def plan(suite: str, settings: list[str], models: list[str], seeds: list[int], e
                 overrides += [f"model.sequence={model}", f"seed={seed}", *extra]
                 runs.append(Run(suite, str(setting), model, seed, tuple(overrides)))
     return runs
+
+
+def check_runs(runs: list[Run], preset: str) -> None:
+    """Build every run's config and every distinct environment once, so that a bad setting, model or override is
+    reported before any run starts (not as a failed run halfway through the sweep)."""
+    from r2i import config as cfgmod
+    from r2i.envs import make_env
+
+    built = set()
+    for run in runs:
+        try:
+            config = cfgmod.make_config(preset, cfgmod.parse_overrides(list(run.overrides)))
+            env_key = (config.env.id, repr(sorted(config.env.options.items())))
+            if env_key not in built:
+                make_env(config.env.id, config.seed, **config.env.options).close()
+                built.add(env_key)
+        except (ConfigError, EnvError) as error:
+            raise type(error)(f"sweep run {run.suite}/{run.setting}/{run.model}/seed{run.seed}: {error}") from None
 
 
 def success_of(suite: str, result: dict) -> float:
@@ -137,7 +182,7 @@ def execute(run: Run, root: Path, preset: str, env: dict) -> dict:
         with open(logdir / "train.log", "a") as log:
             proc = subprocess.run(cmd, stdout=log, stderr=subprocess.STDOUT, env=env)
         if proc.returncode:
-            raise RuntimeError(f"run {logdir} failed with exit code {proc.returncode}; see {logdir / 'train.log'}")
+            raise RunFailedError(f"run {logdir} failed with exit code {proc.returncode}; see {logdir / 'train.log'}")
     return json.loads(result_path.read_text())
 
 
@@ -145,6 +190,9 @@ def sweep(suite: str, settings: list[str], models: list[str], seeds: list[int], 
           csv_path: Path, jobs: int = 1, extra: list[str] = ()) -> list[dict]:
     """Run every (setting, model, seed) not yet in the CSV, `jobs` at a time, appending rows as runs finish."""
     runs = plan(suite, settings, models, seeds, list(extra))
+    check_runs(runs, preset)
+    if jobs < 1:
+        raise ConfigError(f"--jobs must be >= 1, got {jobs}")
     done = _recorded(csv_path)
     todo = [r for r in runs if (r.suite, r.setting, r.model, r.seed) not in done]
     print(f"r2i sweep: {len(runs)} runs, {len(runs) - len(todo)} already in {csv_path}, {len(todo)} to go "

@@ -114,11 +114,44 @@ def _load(name: str, seed: int, options: dict):
     kwargs.update(options)
     try:
         with contextlib.redirect_stdout(io.StringIO()):  # bsuite prints a banner per env; noisy in worker processes
-            return bsuite.load(experiment, kwargs)
+            env = bsuite.load(experiment, kwargs)
+            if options:
+                _probe(name, options, lambda: bsuite.load(experiment, kwargs))
+            return env
     except TypeError as error:
         raise EnvError(f"bsuite:{name}: bad option ({error})") from None
     except OSError as error:  # the mnist experiments download MNIST when first built
         raise EnvError(f"bsuite:{name}: bsuite could not build it ({type(error).__name__}: {error})") from error
+    except (ValueError, RuntimeError, AssertionError, IndexError, ZeroDivisionError) as error:
+        raise _option_error(name, options, error) from None
+
+
+_PROBED: set[str] = set()
+_PROBE_STEPS = 2_000
+
+
+def _option_error(name: str, options: dict, error: Exception) -> EnvError:
+    shown = ", ".join(f"{k}={v!r}" for k, v in options.items()) or "none"
+    return EnvError(
+        f"bsuite:{name}: the env.options ({shown}) give an environment bsuite cannot run "
+        f"({type(error).__name__}: {error}); check those values (e.g. lengths and counts must be positive)"
+    )
+
+
+def _probe(name: str, options: dict, build) -> None:
+    """Step a separate copy of an env built with user options for up to _PROBE_STEPS steps: bsuite checks few options
+    and fails much later (a negative memory_length raises "Invalid state." at the answer step). Once per process."""
+    key = f"{name}|{sorted(options.items())!r}"
+    if key in _PROBED:
+        return
+    env = build()
+    steps = 0
+    while steps < _PROBE_STEPS:
+        timestep = env.reset()
+        while not timestep.last() and steps < _PROBE_STEPS:
+            timestep = env.step(0)
+            steps += 1
+    _PROBED.add(key)
 
 
 class BsuiteEnv(DmEnvAdapter):

@@ -11,6 +11,7 @@ import numpy as np
 
 from r2i.envs.checks import validate_spaces, validate_step
 from r2i.envs.make import make_env
+from r2i.errors import EnvError
 
 
 def describe_env(env_id: str, seed: int = 0, episodes: int = 3, max_steps: int = 10_000, **options) -> str:
@@ -20,7 +21,11 @@ def describe_env(env_id: str, seed: int = 0, episodes: int = 3, max_steps: int =
     env = make_env(env_id, seed=seed, **options)
     try:
         validate_spaces(env.obs_space, env.act_space, env_id)
-        rng = np.random.default_rng(seed)
+        if episodes < 1:
+            raise EnvError(f"episodes must be >= 1, got {episodes}")
+        # Not the env's seed: an env that draws its task from the same seed would be "solved" by the random actions
+        # (r2i:repeat_previous scored a perfect return), which is no chance baseline.
+        rng = np.random.default_rng([seed, 0x5EED])
         low = {key: np.inf for key in env.obs_space}
         high = {key: -np.inf for key in env.obs_space}
         logged: set[str] = set()
@@ -59,7 +64,8 @@ def describe_env(env_id: str, seed: int = 0, episodes: int = 3, max_steps: int =
         lines.append(f"  {key:<{width}}  {kind:<6} {space!s:<18} min {low[key]:.4g}  max {high[key]:.4g}")
     act = env.act_space
     lines.append(f"Actions: {act} (agent gives a float32 vector of {act.size})")
-    lines.append(f"Random-action episodes ({total} steps, every step validated):")
+    lines.append(f"Random-action episodes ({total} steps, every step validated; the actions' seed differs from the "
+                 "env's):")
     for index, (length, ret, how) in enumerate(finished):
         lines.append(f"  episode {index + 1}: length {length}, return {ret:.4g}, {how}")
     if finished:
