@@ -155,9 +155,9 @@ def test_ram_and_disk_estimates():
 
 def test_files_are_sparse_and_the_directory_is_relative_to_the_logdir(tmp_path):
     from r2i import config as cfgmod
-    from r2i.replay import make_replay
+    from r2i.replay_disk import make_replay
 
-    config = cfgmod.make_config("default", {"replay.backend": "disk", "replay.capacity": 1_000_000,
+    config = cfgmod.make_config("default", {"replay.backend": "disk", "replay.capacity": 1_000_000, "behavior.imag_starts": 0,
                                             "replay.chunk": 4096, "run.batch_length": 8})
     replay = make_replay(config, SPEC, 4, tmp_path)
     replay.add(make_step(0, 4))

@@ -50,6 +50,7 @@ TINY_IMAGE = {
     # prefill up to the evaluation round at env step 40 (2 + 38) and stop there: no update is compiled (an image agent's
     # first compilations cost tens of seconds on 2 cores), the round still logs both videos
     "run.prefill": 40, "run.steps": 40, "run.eval_every": 38, "run.eval_episodes": 2, "replay.capacity": 1000,
+    "behavior.imag_starts": 0,
 }  # fmt: skip
 
 

@@ -22,7 +22,6 @@ between windows, so the first step must be treated as the start of a sequence.
 from __future__ import annotations
 
 import math
-from pathlib import Path
 
 import numpy as np
 
@@ -261,14 +260,3 @@ class Replay:
         self._added = int(state["added"])
         self._load_rng(state)
 
-
-def make_replay(config, spec: dict, num_envs: int, logdir: str | Path) -> Replay:
-    """The replay a run's config asks for (`config.replay.backend`), windows of `run.batch_length`, seeded by `seed`.
-    The disk backend's `replay.directory` is relative to `logdir` (default `<logdir>/replay`)."""
-    replay, length = config.replay, config.run.batch_length
-    if replay.backend == "disk":
-        from r2i.replay_disk import DiskReplay
-
-        directory = Path(logdir) / (replay.directory or "replay")
-        return DiskReplay(spec, replay.capacity, num_envs, length, config.seed, directory=directory, chunk=replay.chunk)
-    return Replay(spec, replay.capacity, num_envs, length, config.seed)

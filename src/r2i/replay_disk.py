@@ -257,3 +257,13 @@ class DiskReplay(Replay):
         lo = max(index["start"], index["dirty_end"] - self.per_env, 0)
         self._adopt(min(lo, index["durable"]), index["durable"], index["id"])
         return self._fill
+
+
+def make_replay(config, spec: dict, num_envs: int, logdir: str | Path) -> Replay:
+    """The replay a run's config asks for (`config.replay.backend`), windows of `run.batch_length`, seeded by `seed`.
+    The disk backend's `replay.directory` is relative to `logdir` (default `<logdir>/replay`)."""
+    replay, length = config.replay, config.run.batch_length
+    if replay.backend == "disk":
+        directory = Path(logdir) / (replay.directory or "replay")
+        return DiskReplay(spec, replay.capacity, num_envs, length, config.seed, directory=directory, chunk=replay.chunk)
+    return Replay(spec, replay.capacity, num_envs, length, config.seed)

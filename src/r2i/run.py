@@ -40,7 +40,8 @@ from r2i.config import Config
 from r2i.envs import VectorDriver, make_specs
 from r2i.errors import ConfigError, EnvError, TrainingDivergedError
 from r2i.metrics import METRICS_FILE, Aggregator, MetricsLogger
-from r2i.replay import Replay, human_bytes, make_replay
+from r2i.replay import Replay, human_bytes
+from r2i.replay_disk import make_replay
 
 CONFIG_FILE = "config.yaml"
 RESULT_FILE = "result.json"
