@@ -17,6 +17,7 @@ import sys
 import time
 from pathlib import Path
 
+import jax
 import numpy as np
 import pytest
 
@@ -34,8 +35,9 @@ TINY_RUN = {
 TESTS = Path(__file__).parent
 SRC = TESTS.parent / "src"
 # Float32 all-reduces add the two halves' gradients in another order than one process's sum over the batch; after 3
-# Adam updates of the tiny agent the parameters differ by rounding only.
-RTOL, ATOL = 1e-4, 1e-5
+# Adam updates of the tiny agent the parameters differ by rounding only (measured: at most 1.2e-7 absolute, in 775 of
+# 6,829 parameters).
+RTOL, ATOL = 1e-5, 1e-6
 
 
 def _free_port() -> int:
@@ -44,12 +46,13 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _env(cache: Path) -> dict:
+def _env(default_cache: Path) -> dict:
     env = {k: v for k, v in os.environ.items() if k not in ("XLA_FLAGS", "JAX_COORDINATOR_ADDRESS",
                                                              "JAX_NUM_PROCESSES", "JAX_PROCESS_ID")}
     env["PYTHONPATH"] = os.pathsep.join([str(SRC), str(TESTS), env.get("PYTHONPATH", "")])
     env["JAX_PLATFORMS"] = "cpu"
-    env["R2I_CACHE_DIR"] = str(cache)  # the resumed processes reuse the first ones' compiled programs
+    # The test session's compilation cache (conftest), so that later processes reuse the first ones' programs.
+    env["R2I_CACHE_DIR"] = jax.config.jax_compilation_cache_dir or str(default_cache)
     return env
 
 
@@ -61,7 +64,7 @@ def _train_cmd(logdir: Path, steps: int, port: int | None, index: int | None) ->
     return cmd + [f"{k}={v}" for k, v in TINY_RUN.items()]
 
 
-def _finish(procs, timeout=240) -> list[tuple[int, str, str]]:
+def _finish(procs, timeout=600) -> list[tuple[int, str, str]]:
     out = []
     for p in procs:
         try:
@@ -104,7 +107,7 @@ def test_two_processes_match_one_and_resume(tmp_path):
     logdir, port = tmp_path / "run", _free_port()
     procs = [subprocess.Popen(_train_cmd(logdir, 100_000, port, i), env=env, stdout=subprocess.PIPE,
                               stderr=subprocess.PIPE, text=True) for i in (0, 1)]
-    metrics, deadline = logdir / "metrics.jsonl", time.monotonic() + 240
+    metrics, deadline = logdir / "metrics.jsonl", time.monotonic() + 600
     while not (metrics.exists() and any(json.loads(line).get("progress/updates", 0) > 0
                                         for line in metrics.read_text().splitlines())):
         assert all(p.poll() is None for p in procs) and time.monotonic() < deadline, "the run ended or hung"

@@ -51,7 +51,8 @@ def _env_int(name: str) -> int | None:
     try:
         return int(value)
     except ValueError:
-        raise ConfigError(f"environment variable {name}={value!r} is not an integer; unset it or set a number") from None
+        raise ConfigError(f"environment variable {name}={value!r} is not an integer; unset it or set a number"
+                          ) from None
 
 
 def initialize(coordinator: str | None = None, num_processes: int | None = None, process_id: int | None = None,
