@@ -43,7 +43,7 @@ if __name__ == "__main__":
     enable_compilation_cache()  # $R2I_CACHE_DIR, shared by the test's processes
     from r2i.agent import Agent
     from r2i.config import make_config
-    from r2i.envs.base import ActionSpace, Space
+    from r2i.spaces import ActionSpace, Space
 
     config = make_config("default", TINY_RUN)
     obs_size, actions = 4, 2  # r2i:memory_length/N's observation and actions

@@ -41,7 +41,7 @@ def acting(models, envs, size: str, extra: dict | None, repeats: int) -> None:
     """Policy steps per second of the jitted policy (world-model step + actor) for `envs` environments."""
     from r2i.agent import Agent
     from r2i.config import make_config
-    from r2i.envs.base import ActionSpace, Space
+    from r2i.spaces import ActionSpace, Space
 
     for model in models:
         config = make_config("default", dict(train.SIZES[size], **(extra or {}), **{"model.sequence": model}))
