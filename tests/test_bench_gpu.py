@@ -18,7 +18,7 @@ TINY = {
 
 def test_gpu_check_runs_on_cpu_at_tiny_sizes(tmp_path):
     out = gpu.run(tmp_path / "results" / "gpu.jsonl", scan_batch=(2,), scan_length=(8,), scan_state=(4,),
-                  act_envs=(2,), models=("s3m", "gru"), batch=(2,), length=(4,), dtypes=("float32",),
+                  act_envs=(2,), models=("s3m",), batch=(2,), length=(4,), dtypes=("float32",),
                   extra=TINY, repeats=1, budget_s=600)
     lines = [json.loads(line) for line in out.read_text().splitlines()]
     assert lines[0]["part"] == "start" and lines[-1]["part"] == "end"
@@ -26,11 +26,12 @@ def test_gpu_check_runs_on_cpu_at_tiny_sizes(tmp_path):
     assert {(r["method"], r["mode"]) for r in scans} == {(m, d) for m in ("sequential", "associative")
                                                          for d in ("forward", "forward+backward")}
     acts = [r for r in lines if r.get("part") == "act"]
-    assert {r["model"] for r in acts} == {"s3m", "gru"} and all(r["env_steps_per_s"] > 0 for r in acts)
+    assert [r["model"] for r in acts] == ["s3m"] and acts[0]["env_steps_per_s"] > 0
     updates = [r for r in lines if r.get("part") == "train"]
     assert not [r for r in updates if "error" in r or "skipped" in r]
-    # (bfloat16 is left out here: one more compile per model, and the dtype override is the same code path)
-    assert [(r["dtype"], r["model"]) for r in updates] == [("float32", "s3m"), ("float32", "gru")]
+    # One model and one dtype: each update compile costs ~30 CPU-seconds even for the tiny agent, and the GRU and
+    # bfloat16 configurations go through the same code (the order and skipping are checked below, without compiling).
+    assert [(r["dtype"], r["model"]) for r in updates] == [("float32", "s3m")]
     assert all(r["median_s"] > 0 and r["program_memory_mb"] > 0 and r["size"] == gpu.REFERENCE_SIZE
                for r in updates)
 
