@@ -26,6 +26,7 @@ TINY_AGENT = {
     "model.ssm.units": 16, "model.ssm.state": 8, "model.ssm.blocks": 2, "model.ssm.layers": 1,
     "model.encoder.units": 16, "model.decoder.units": 16, "model.reward_head.units": 16, "model.cont_head.units": 16,
     "model.reward_bins": 31, "behavior.actor.units": 16, "behavior.critic.units": 16, "behavior.horizon": 3,
+    "behavior.imag_starts": 0,
 }  # fmt: skip
 TINY_RUN = {
     **TINY_AGENT, "run.batch_size": 2, "run.batch_length": 8, "run.train_ratio": 8, "run.prefill": 24,
