@@ -313,6 +313,19 @@ class ProcessCheckpointer:
                     shutil.rmtree(entry, ignore_errors=True)
         return final
 
+    def restore_intact(self, target, *, mmap_replay: bool = False, replay: bool = True, warn=None):
+        """(step, state, replay, meta). One process: `Checkpointer.restore_intact` (falls back past damaged
+        checkpoints). Several: the newest step every process can restore (no fallback past a damaged file yet)."""
+        from r2i.checkpoint import CheckpointError
+
+        if self.count == 1:
+            self._check_count(self.local.latest())
+            return self.local.restore_intact(target, mmap_replay=mmap_replay, replay=replay, warn=warn)
+        step = self.latest()
+        if step is None:
+            raise CheckpointError(f"no checkpoint in {self.directory} that every process can restore")
+        return (step, *self.restore(target, step, mmap_replay=mmap_replay))
+
     def restore(self, target, step: int | None = None, *, mmap_replay: bool = False):
         """(state, replay, meta) of `step` (default `latest()`); state leaves come back as in `target`: global arrays
         where the target has a global sharding, this process's own value (NumPy) for process-local leaves."""
