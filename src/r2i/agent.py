@@ -22,7 +22,7 @@ import optax
 from flax import nnx, struct
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
-from r2i import dists
+from r2i import dists, distributed
 from r2i.behavior import Actor, Critic, discount_weights, imagine, lambda_returns, return_scale
 from r2i.config import BehaviorConfig, ModelConfig, OptimConfig
 from r2i.dists import sg
@@ -194,8 +194,12 @@ class Agent:
         )
 
     def abstract_state(self) -> TrainState:
-        """Shapes and dtypes of a TrainState (for restoring checkpoints)."""
-        return jax.eval_shape(self.init, jax.random.key(0))
+        """Shapes, dtypes and shardings of a TrainState (for restoring checkpoints)."""
+        shapes = jax.eval_shape(self._init, jax.random.key(0))
+        if self.mesh is None:
+            return shapes
+        sharding = NamedSharding(self.mesh, PartitionSpec())
+        return jax.tree.map(lambda s: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=sharding), shapes)
 
     def num_params(self, state: TrainState) -> dict[str, int]:
         return {g: int(sum(x.size for x in jax.tree.leaves(state.params[g]))) for g in GROUPS}
@@ -214,14 +218,25 @@ class Agent:
     def replicate(self, tree):
         if self.mesh is None:
             return tree
-        return jax.device_put(tree, NamedSharding(self.mesh, PartitionSpec()))
+        return self._put(tree, NamedSharding(self.mesh, PartitionSpec()))
 
     def shard_batch(self, batch: dict) -> dict:
-        """Split the batch over devices along B (data parallelism); B must be divisible by the device count."""
+        """Split the batch over devices along B (data parallelism); B must be divisible by the device count.
+
+        With several processes, `batch` is this process's share (B / P rows) of the global batch.
+        """
         if self.mesh is None:
             return batch
-        check_batch_divides(batch["is_first"].shape[0], len(self.devices))
-        return jax.device_put(batch, NamedSharding(self.mesh, PartitionSpec("data")))
+        check_batch_divides(batch["is_first"].shape[0] * jax.process_count(), len(self.devices))
+        return self._put(batch, NamedSharding(self.mesh, PartitionSpec("data")))
+
+    @staticmethod
+    def _put(tree, sharding):
+        if jax.process_count() == 1:
+            return jax.device_put(tree, sharding)
+        # Each process supplies its own rows (or, replicated, the whole value it holds): no cross-process transfer.
+        return jax.tree.map(lambda x: x if getattr(x, "sharding", None) == sharding
+                            else jax.make_array_from_process_local_data(sharding, np.asarray(x)), tree)
 
     # -- acting --------------------------------------------------------------------------------------------------------
 
@@ -244,7 +259,7 @@ class Agent:
         """`policy` on a dict that may hold extra keys (reward, log_…): only what the agent reads is passed."""
         inputs = {k: obs[k] for k in self.obs_keys}
         inputs["is_first"] = obs["is_first"]
-        return self.policy(params, carry, inputs, key, mode=mode)
+        return self.policy(distributed.host_local(params), carry, inputs, key, mode=mode)
 
     # -- learning ------------------------------------------------------------------------------------------------------
 

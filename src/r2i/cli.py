@@ -13,8 +13,11 @@ def _train_config(args: argparse.Namespace, extra: list[str]):
     from pathlib import Path
 
     from r2i import config as cfgmod
+    from r2i import distributed
     from r2i.run import CONFIG_FILE, load_config
 
+    if getattr(args, "handler", None) is _train and not (args.help_config or args.print_config):
+        distributed.initialize(args.coordinator, args.num_processes, args.process_id, auto=args.distributed)
     overrides = cfgmod.parse_overrides(extra)
     for flag, key in (("env", "env.id"), ("steps", "run.steps"), ("logdir", "logdir"), ("seed", "seed")):
         value = getattr(args, flag)
@@ -30,7 +33,8 @@ def _train_config(args: argparse.Namespace, extra: list[str]):
     if not config.logdir:
         slug = "".join(c if c.isalnum() else "-" for c in config.env.id).strip("-")
         stamp = time.strftime("%Y%m%d-%H%M%S")
-        config = cfgmod.apply_overrides(config, {"logdir": f"runs/{args.preset or 'default'}-{slug}-{stamp}"})
+        logdir = distributed.broadcast_json(f"runs/{args.preset or 'default'}-{slug}-{stamp}")  # process 0's
+        config = cfgmod.apply_overrides(config, {"logdir": logdir})
     return config
 
 
@@ -67,6 +71,10 @@ def _train(args: argparse.Namespace, extra: list[str]) -> int:
         print(cfgmod.dump_yaml(config), end="")
         return 0
     result = train(config, force=args.force, quiet=args.quiet)
+    from r2i import distributed
+
+    if not distributed.is_main():  # process 0 reports for the whole run
+        return 130 if result["stopped_early"] else 0
     if args.json:
         print(json.dumps({k: v for k, v in result.items() if not k.startswith(("train/", "model/", "actor/",
                                                                                 "critic/"))}))
@@ -191,6 +199,13 @@ def _bench_solve(args: argparse.Namespace, extra: list[str]) -> int:
     return 0
 
 
+def _bench_gpu(args: argparse.Namespace, extra: list[str]) -> int:
+    from r2i.bench import gpu
+
+    print(f"r2i: wrote {gpu.run(args.out, repeats=args.repeats, budget_s=args.budget_s)}", file=sys.stderr)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="r2i", description="Recall to Imagine: model-based RL with S5 world models.")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -214,6 +229,12 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--print-config", action="store_true",
                        help="print the resolved config as YAML (what config.yaml will hold) and exit")
     train.add_argument("--json", action="store_true", help="print the final result as one JSON line")
+    multi = train.add_argument_group("several processes / hosts (README: Multi-host training)")
+    multi.add_argument("--coordinator", help="HOST:PORT of process 0 (env JAX_COORDINATOR_ADDRESS)")
+    multi.add_argument("--num-processes", type=int, help="processes in the run (env JAX_NUM_PROCESSES)")
+    multi.add_argument("--process-id", type=int, help="this process's index, 0 … n-1 (env JAX_PROCESS_ID)")
+    multi.add_argument("--distributed", action="store_true",
+                       help="join a multi-process run detected by JAX (SLURM, Open MPI, Kubernetes, Cloud TPU)")
     train.set_defaults(handler=_train, extra_ok=True)
 
     ev = commands.add_parser("eval", help="evaluate the latest checkpoint of a run")
@@ -289,6 +310,12 @@ def build_parser() -> argparse.ArgumentParser:
     bsolve.add_argument("--jobs", type=int, default=1, help="seeds trained at once (>1 shares the CPU)")
     bsolve.add_argument("--root", help="directory of the run directories (default benchmarks/runs/solve-<time>)")
     bsolve.set_defaults(handler=_bench_solve, extra_ok=True)
+    bgpu = benches.add_parser("gpu", help="the prepared GPU check: scan, acting, update S3M vs GRU (< 10 min)")
+    bgpu.add_argument("--out", help="JSON-lines file (default benchmarks/results/gpu_<device>_<time>.jsonl)")
+    bgpu.add_argument("--repeats", type=int, default=3, help="timed runs after one warm-up run")
+    bgpu.add_argument("--budget-s", type=float, default=480.0,
+                      help="no update configuration is started after this many seconds")
+    bgpu.set_defaults(handler=_bench_gpu)
     return parser
 
 

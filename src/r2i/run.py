@@ -18,6 +18,7 @@ built-in ones do — the environments themselves, so the resumed run continues e
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import os
@@ -34,6 +35,7 @@ import tqdm
 import yaml
 
 from r2i import config as cfgmod
+from r2i import distributed as dist
 from r2i.agent import Agent, check_batch_divides
 from r2i.checkpoint import Checkpointer, GracefulExit, RunLock
 from r2i.config import Config
@@ -171,7 +173,7 @@ class Trainer:
     def __init__(self, config: Config, *, force: bool = False, quiet: bool = False):
         self.config = config
         self.logdir = Path(config.logdir)
-        self.quiet = quiet
+        self.quiet = quiet or not dist.is_main()
         self.driver = self.logger = self.replay = None
         created = prepare_logdir(self.logdir)
         self._lock = RunLock(self.logdir)
@@ -189,14 +191,19 @@ class Trainer:
         check_resume_config(config, force)
         env = config.env
         check_batch_divides(config.run.batch_size, len(jax.devices()))  # before any env process is started
-        self.driver = VectorDriver(make_specs(env.id, env.num_envs, config.seed, **env.options), env.parallel)
+        # With several processes (r2i.distributed) each steps its own envs into its own replay shard; counters count
+        # the env steps of all of them.
+        self.global_envs = env.num_envs * dist.process_count()
+        self.driver = VectorDriver(make_specs(env.id, env.num_envs, dist.env_seed(config.seed, env.num_envs),
+                                              **env.options), env.parallel)
         spec = replay_spec(self.driver)
         check_replay_memory(spec, config)
         self.agent = Agent.from_config(config, self.driver.obs_space, self.driver.act_space)
-        self.replay = make_replay(config, spec, env.num_envs, self.logdir)
-        self.checkpointer = Checkpointer(self.logdir / "checkpoints", keep=2)
+        self.replay = make_replay(dataclasses.replace(config, seed=dist.local_seed(config.seed)), spec, env.num_envs,
+                                  dist.local_dir(self.logdir))
+        self.checkpointer = dist.ProcessCheckpointer(self.logdir / "checkpoints", keep=2)
         self.counters = Counters()
-        self.rng = np.random.default_rng(config.seed)  # prefill actions
+        self.rng = np.random.default_rng(dist.local_seed(config.seed))  # prefill actions
         self.key = jax.random.key(config.seed)
         self.state = None
         self.carry = None
@@ -208,8 +215,12 @@ class Trainer:
         # a resume from an older checkpoint) is rolled back, so no step is logged twice.
         # A fresh start drops the logs of an earlier attempt that died before its first checkpoint.
         rollback = self.counters.env_steps if self.resumed else -1 if (self.logdir / METRICS_FILE).exists() else None
-        self.logger = MetricsLogger(self.logdir, rollback_to=rollback, rollback_bytes=(meta or {}).get("metrics_bytes"))
-        write_config(config)  # only once the run could be built (and restored)
+        if dist.is_main():
+            self.logger = MetricsLogger(self.logdir, rollback_to=rollback,
+                                        rollback_bytes=(meta or {}).get("metrics_bytes"))
+            write_config(config)  # only once the run could be built (and restored)
+        else:
+            self.logger = dist.NullLogger()
 
     # -- keys and state --------------------------------------------------------------------------------------------
 
@@ -246,7 +257,8 @@ class Trainer:
             env = self.config.env
             seed = int(np.random.SeedSequence([self.config.seed, self.counters.env_steps]).generate_state(1)[0])
             self.driver.close()
-            self.driver = VectorDriver(make_specs(env.id, env.num_envs, seed, **env.options), env.parallel)
+            self.driver = VectorDriver(make_specs(env.id, env.num_envs, dist.env_seed(seed, env.num_envs),
+                                                  **env.options), env.parallel)
             self.obs = self.driver.reset()
             self.carry = self.agent.initial(self.driver.num_envs)
         return meta
@@ -283,7 +295,8 @@ class Trainer:
         )
 
     def _act(self, mode: str = "sample") -> np.ndarray:
-        action, self.carry = self.agent.act(self.state.params, self.carry, self.obs, self._next_key(), mode)
+        action, self.carry = self.agent.act(self.state.params, self.carry, self.obs, dist.local_key(self._next_key()),
+                                            mode)
         action = np.asarray(action)
         if self.counters.env_steps < self.config.run.prefill:
             action = np.stack([self.driver.act_space.sample(self.rng) for _ in range(self.driver.num_envs)])
@@ -294,9 +307,9 @@ class Trainer:
         run = self.config.run
         if self.counters.env_steps < run.prefill or not self.replay.ready(run.batch_size):
             return
-        self.counters.train_credit += self.driver.num_envs * run.train_ratio / (run.batch_size * run.batch_length)
+        self.counters.train_credit += self.global_envs * run.train_ratio / (run.batch_size * run.batch_length)
         while self.counters.train_credit >= 1.0:
-            batch = self.agent.shard_batch(self.replay.sample(run.batch_size))
+            batch = self.agent.shard_batch(self.replay.sample(dist.local_batch(run.batch_size)))
             self.state, out = self.agent.train(self.state, batch, self._next_key())
             if not bool(out["train/finite"]):  # stop before anything non-finite is acted on or checkpointed
                 last = self.checkpointer.latest()
@@ -339,11 +352,11 @@ class Trainer:
         logged = None
         bar.compiling("policy")  # the first action of a session compiles the policy
         with GracefulExit() as stop:
-            while self.counters.env_steps < cfg.steps and not stop.requested:
+            while self.counters.env_steps < cfg.steps and not dist.any_process(stop.requested):
                 action = self._act()
                 self.replay.add({**{k: v for k, v in self.obs.items() if k in self.replay.spec}, "action": action})
                 self.obs = self.driver.step(action)
-                self.counters.env_steps += self.driver.num_envs
+                self.counters.env_steps += self.global_envs
                 self.counters.policy_steps += 1
                 self._record_episodes(self.obs, episodes)
                 if self.counters.updates == 0 and self._training_starts():
@@ -364,7 +377,7 @@ class Trainer:
                         if cfg.stop_at_success and evaluated.get("eval/success", 0.0) >= cfg.stop_at_success:
                             solved = True
                             break
-                if time.monotonic() - last_save >= cfg.checkpoint_every:
+                if dist.any_process(time.monotonic() - last_save >= cfg.checkpoint_every):
                     self.counters.wall_s = time.monotonic() - session_start
                     self.save()
                     last_save = time.monotonic()
@@ -375,7 +388,7 @@ class Trainer:
             result = dict(logged)  # nothing happened since the last log line: do not log the same step twice
         else:
             result = self._log(train_metrics, episodes, rate)
-        result["stopped_early"] = bool(stop.requested)
+        result["stopped_early"] = dist.any_process(stop.requested)
         result["signal"] = stop.signum
         result["solved"] = solved
         return result
@@ -401,7 +414,7 @@ class Trainer:
         if c.recent_success:
             scalars["episode/success_recent"] = float(np.mean(c.recent_success))
         rate.update(steps=c.env_steps, updates=c.updates, time=now)
-        return self.logger.write(c.env_steps, scalars)
+        return self.logger.write(c.env_steps, dist.aggregate(scalars))
 
     # -- evaluation ------------------------------------------------------------------------------------------------
 
@@ -412,13 +425,16 @@ class Trainer:
         videos = mode == "greedy" and self.config.run.eval_video and any(
             s.is_image for s in self.driver.obs_space.values())
         frames = [] if videos else None
-        out = evaluate(self.agent, self.state.params, self.config, episodes, mode, self._next_key(), frames=frames)
+        key = self._next_key()  # taken on every process: the key streams stay the same
+        if not dist.is_main():  # evaluation runs on process 0; the others get its result
+            return dist.broadcast_json(None)
+        out = evaluate(self.agent, self.state.params, self.config, episodes, mode, key, frames=frames)
         if videos:
             from r2i.video import log_eval_videos
 
             log_eval_videos(self.logger, self.counters.env_steps, frames, self.agent, self.state.params, self.replay,
                             self.config.seed)
-        return out
+        return dist.broadcast_json(out)
 
     def eval_round(self, episodes: int) -> dict:
         """Greedy evaluation; with run.eval_sampled also the sampled policy's, as eval/<key>_sampled (the official
@@ -613,7 +629,7 @@ def train(config: Config, *, force: bool = False, quiet: bool = False) -> dict:
         result["env_steps"] = trainer.counters.env_steps
         result["updates"] = trainer.counters.updates
         result["wall_s"] = trainer.counters.wall_s
-        if not result["stopped_early"]:  # result.json marks a finished run (the sweep skips those)
+        if not result["stopped_early"] and dist.is_main():  # result.json marks a finished run (the sweep skips those)
             tmp = logdir / (RESULT_FILE + ".tmp")
             tmp.write_text(json.dumps(result, indent=1))
             tmp.replace(logdir / RESULT_FILE)

@@ -2,19 +2,63 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import sys
 import time
+from pathlib import Path
 from typing import Any, Callable
 
 import jax
 import numpy as np
 
 
+_SINKS: list = []  # open files that also receive every emitted line (see `also_write`)
+
+
 def emit(record: dict[str, Any]) -> None:
     """Print one JSON line and flush, so that partial results survive an interrupted run."""
-    print(json.dumps(record), flush=True)
+    line = json.dumps(record)
+    print(line, flush=True)
     sys.stdout.flush()
+    for sink in _SINKS:
+        sink.write(line + "\n")
+        sink.flush()
+
+
+@contextlib.contextmanager
+def also_write(path: str | os.PathLike | None):
+    """While active, `emit` appends every line to `path` too (created with its parent directories); None: nothing."""
+    if path is None:
+        yield
+        return
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a") as sink:
+        _SINKS.append(sink)
+        try:
+            yield
+        finally:
+            _SINKS.remove(sink)
+
+
+def device_memory(compiled) -> dict[str, float]:
+    """Device memory of one compiled program (XLA's buffer assignment: arguments + outputs + temporaries − donated
+    aliases, MB) and this process's peak device allocation so far (MB; None on backends that do not report it)."""
+    out: dict[str, float] = {}
+    try:
+        stats = compiled.memory_analysis()
+    except Exception:  # noqa: BLE001 - not every backend implements it; the field is then left out
+        stats = None
+    if stats is not None:
+        total = (stats.argument_size_in_bytes + stats.output_size_in_bytes + stats.temp_size_in_bytes
+                 - stats.alias_size_in_bytes)
+        out["program_memory_mb"] = round(total / 2**20, 1)
+        out["program_temp_mb"] = round(stats.temp_size_in_bytes / 2**20, 1)
+    device_stats = jax.local_devices()[0].memory_stats() or {}
+    peak = device_stats.get("peak_bytes_in_use")
+    out["device_peak_mb_so_far"] = round(peak / 2**20, 1) if peak is not None else None
+    return out
 
 
 def compile_and_time(fn: Callable, args: tuple, repeats: int, warmup: int = 1) -> tuple[float, float, Any]:

@@ -20,7 +20,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from r2i import allocator
-from r2i.bench.common import compile_and_time, emit
+from r2i.bench.common import compile_and_time, device_memory, emit
 from r2i.runtime import device_description, peak_rss_mb
 
 # "popgym_released": the POPGym block of the official R2I configs.yaml as released on its main branch (the regex
@@ -67,14 +67,15 @@ def _batch(b: int, t: int, seed: int = 0) -> dict:
     }
 
 
-def worker(model: str, size: str, b: int, t: int, repeats: int) -> dict:
-    """Build, compile and time one update in this process."""
+def worker(model: str, size: str, b: int, t: int, repeats: int, extra: dict | None = None) -> dict:
+    """Build, compile and time one update in this process (`extra`: more config overrides, e.g. model.dtype)."""
     from r2i.agent import Agent
     from r2i.bench.flops import function_flops
     from r2i.config import make_config
     from r2i.spaces import ActionSpace, Space
 
-    overrides = dict(SIZES[size], **{"model.sequence": model, "run.batch_size": b, "run.batch_length": t})
+    overrides = dict(SIZES[size], **(extra or {}), **{"model.sequence": model, "run.batch_size": b,
+                                                       "run.batch_length": t})
     config = make_config("default", overrides)
     agent = Agent.from_config(config, {"vector": Space((OBS_SIZE,))}, ActionSpace("discrete", nvec=(ACTIONS,)))
     state = agent.init(jax.random.key(0))
@@ -106,7 +107,7 @@ def worker(model: str, size: str, b: int, t: int, repeats: int) -> dict:
         gflops_achieved=round(flops["total"] / 1e9 / median_s, 1), repeats=repeats, device=device_description(),
         page_faults_per_update=int(np.median(faults[1:])), system_ms_per_update=round(1e3 * np.median(system[1:]), 2),
         allocator_configured=allocator.configure(),
-        params=agent.num_params(state),
+        params=agent.num_params(state), dtype=str(np.dtype(agent.dtype)), **device_memory(compiled),
     )
 
 
