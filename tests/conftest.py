@@ -13,7 +13,12 @@ from r2i.runtime import enable_compilation_cache  # noqa: E402 - after the alloc
 
 # JAX's persistent compilation cache, private to the test session unless R2I_CACHE_DIR says otherwise: identical
 # programs (several Trainers or Agents of one config) compile once and hit the cache afterwards.
-enable_compilation_cache(os.environ.get("R2I_CACHE_DIR") or tempfile.mkdtemp(prefix="r2i-test-jax-cache-"))
+# Under pytest-xdist (`-n 2`, the README's test command) the workers of one test run share one cache directory.
+_RUN = os.environ.get("PYTEST_XDIST_TESTRUNUID")
+_CACHE = os.path.join(tempfile.gettempdir(), f"r2i-test-jax-cache-{_RUN}") if _RUN else None
+if _CACHE:
+    os.makedirs(_CACHE, exist_ok=True)
+enable_compilation_cache(os.environ.get("R2I_CACHE_DIR") or _CACHE or tempfile.mkdtemp(prefix="r2i-test-jax-cache-"))
 
 
 # Skips that mean an environment suite went untested: a missing extra, or MuJoCo unable to render.
