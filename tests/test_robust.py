@@ -254,3 +254,10 @@ def test_progress_bar_says_compiling_and_times_training_from_its_start(capsys):
     bar.update(counters)
     assert "upd/s 2" in bar.bar.postfix  # 4 updates in 2 s
     bar.close()
+
+
+def test_doctor_reports_an_env_it_cannot_build():
+    from r2i import doctor
+
+    text = doctor.report("default", overrides={"env.id": "atari:NoSuchGame"})
+    assert "cannot build env atari:NoSuchGame" in text and "disk free at" in text

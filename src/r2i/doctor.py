@@ -39,7 +39,7 @@ def report(preset: str = "default", logdir: str = "runs", overrides: dict | None
         f"{jnp.dtype(resolve_dtype('auto')).name}"
     )
     config = make_config(preset, overrides)
-    need = None
+    need = disk_need = None  # unknown when the env cannot be built
     try:
         env = make_env(config.env.id, 0, **config.env.options)
 
@@ -48,7 +48,7 @@ def report(preset: str = "default", logdir: str = "runs", overrides: dict | None
 
         spec = replay_spec(_Spaces)
         env.close()
-        size = Replay.estimate_bytes(spec, config.replay.capacity)
+        size = Replay.estimate_bytes(spec, config.replay.capacity, config.env.num_envs)
         if config.replay.backend == "disk":
             from r2i.replay_disk import DiskReplay
 
