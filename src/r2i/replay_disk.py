@@ -259,11 +259,16 @@ class DiskReplay(Replay):
         return self._fill
 
 
+def replay_directory(config, logdir: str | Path) -> Path:
+    """Where the disk backend keeps its chunk files: `replay.directory` relative to `logdir` (default `replay`)."""
+    return Path(logdir) / (config.replay.directory or "replay")
+
+
 def make_replay(config, spec: dict, num_envs: int, logdir: str | Path) -> Replay:
     """The replay a run's config asks for (`config.replay.backend`), windows of `run.batch_length`, seeded by `seed`.
     The disk backend's `replay.directory` is relative to `logdir` (default `<logdir>/replay`)."""
     replay, length = config.replay, config.run.batch_length
     if replay.backend == "disk":
-        directory = Path(logdir) / (replay.directory or "replay")
+        directory = replay_directory(config, logdir)
         return DiskReplay(spec, replay.capacity, num_envs, length, config.seed, directory=directory, chunk=replay.chunk)
     return Replay(spec, replay.capacity, num_envs, length, config.seed)

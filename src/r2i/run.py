@@ -43,7 +43,7 @@ from r2i.envs import VectorDriver, make_specs
 from r2i.errors import ConfigError, EnvError, TrainingDivergedError
 from r2i.metrics import METRICS_FILE, Aggregator, MetricsLogger
 from r2i.replay import Replay, human_bytes
-from r2i.replay_disk import make_replay
+from r2i.replay_disk import make_replay, replay_directory
 
 CONFIG_FILE = "config.yaml"
 RESULT_FILE = "result.json"
@@ -139,7 +139,7 @@ def check_replay_memory(spec: dict, config: Config) -> None:
     with `replay.backend=disk`, onto the free disk space of its directory."""
     need = Replay.estimate_bytes(spec, config.replay.capacity, config.env.num_envs)
     if config.replay.backend == "disk":
-        directory = Path(config.logdir) / (config.replay.directory or "replay")  # as make_replay places it
+        directory = replay_directory(config, config.logdir)
         target = directory
         while not target.exists() and target != target.parent:
             target = target.parent
