@@ -59,3 +59,77 @@ def test_sweep_skips_finished_runs_and_rerunning_adds_no_rows(tmp_path):
     rows = list(csv.DictReader(open(path)))
     assert sorted((r["model"], r["success"], r["env_steps"]) for r in rows) == [
         ("gru", "0.97", "6004"), ("s3m", "0.97", "6004")]
+
+
+def test_rows_record_the_commits_a_run_was_trained_with(tmp_path, monkeypatch):
+    """A run resumed under newer code lists both commits; a finished run read back keeps what it recorded."""
+    root, path = tmp_path / "runs", tmp_path / "memory_len.csv"
+    (run,) = sw.plan("memory_len", ["10"], ["s3m"], [0], [])
+    logdir = run.logdir(root)
+    commits = iter(["aaaa", "aaaa", "bbbb+dirty"])
+    monkeypatch.setattr(sw, "source_commit", lambda: next(commits))
+
+    def fake_train(cmd, stdout, stderr, env):  # three sessions: two are killed (SIGTERM), the last one finishes
+        if next(sessions):
+            (logdir / "result.json").write_text(json.dumps({"env_steps": 6004, "eval/success": 1.0, "wall_s": 9.0}))
+            return type("Done", (), {"returncode": 0})()
+        return type("Killed", (), {"returncode": -15})()
+
+    sessions = iter([False, False, True])
+    monkeypatch.setattr(sw.subprocess, "run", fake_train)
+    for _ in range(2):
+        with pytest.raises(sw.RunFailedError):
+            sw.execute(run, root, "bsuite_cpu", {})
+    sw.execute(run, root, "bsuite_cpu", {})
+    assert sw.run_commits(logdir) == ["aaaa", "bbbb+dirty"]
+    sw.sweep("memory_len", ["10"], ["s3m"], [0], preset="bsuite_cpu", root=root, csv_path=path)
+    (row,) = csv.DictReader(open(path))
+    assert row["commit"] == "aaaa+bbbb+dirty"
+
+
+def test_a_csv_without_the_commit_column_is_upgraded_in_place(tmp_path):
+    path = tmp_path / "memory_len.csv"
+    path.write_text("suite,setting,model,seed,env_steps,success,wall_s\nmemory_len,30,gru,1,14004,1.0,2566.0\n")
+    row = dict(suite="memory_len", setting="30", model="s3m", seed=0, env_steps=100, success=1.0, wall_s=2.0,
+               commit="abc")
+    assert sw._append_row(path, row)
+    rows = list(csv.DictReader(open(path)))
+    assert list(rows[0]) == list(sw.COLUMNS)
+    assert [(r["model"], r["commit"]) for r in rows] == [("gru", ""), ("s3m", "abc")]
+
+
+def _fake_run_dir(logdir, steps):
+    """A run directory with complete checkpoints at `steps` (written in that order) and the files a resume reads."""
+    for serial, step in enumerate(steps):
+        ckpt = logdir / "checkpoints" / f"ckpt_{step:010d}"
+        (ckpt / "replay").mkdir(parents=True)
+        (ckpt / "checkpoint.json").write_text(json.dumps({"serial": serial, "step": step}))
+        (ckpt / "replay" / "data.npy").write_bytes(b"x" * 100)
+    (logdir / "config.yaml").write_text("seed: 0\n")
+    (logdir / "metrics.jsonl").write_text('{"step": 1}\n')
+    (logdir / "commits.txt").write_text("aaaa\n")
+    (logdir / "tb").mkdir()
+    (logdir / "tb" / "events").write_text("e")
+
+
+def test_pack_then_unpack_carries_an_unfinished_run_to_a_fresh_machine(tmp_path):
+    here, there, carry = tmp_path / "here", tmp_path / "there", tmp_path / "carry"
+    running, finished = sw.plan("memory_len", ["100"], ["s3m", "gru"], [0], [])
+    _fake_run_dir(running.logdir(here), [100, 200])
+    finished.logdir(here).mkdir(parents=True)
+    (finished.logdir(here) / "result.json").write_text("{}")
+    finished.archive(carry).parent.mkdir(parents=True)
+    finished.archive(carry).write_bytes(b"stale")
+
+    (archive,) = sw.pack([running, finished], here, carry)
+    assert archive == running.archive(carry) and not finished.archive(carry).exists()
+    assert not list(carry.glob("*.tmp"))
+
+    assert sw.unpack(running, there, carry)
+    restored = running.logdir(there)
+    assert sorted(p.name for p in (restored / "checkpoints").iterdir()) == ["ckpt_0000000200"]  # the newest only
+    for name in ("config.yaml", "metrics.jsonl", "commits.txt", "tb/events", "checkpoints/ckpt_0000000200/replay/data.npy"):
+        assert (restored / name).read_bytes() == (running.logdir(here) / name).read_bytes(), name
+    # A run directory with its own checkpoint is newer than any archive: never overwritten.
+    assert not sw.unpack(running, here, carry) and not sw.unpack(running, there, carry)
+    assert not sw.unpack(finished, there, carry)

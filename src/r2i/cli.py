@@ -154,9 +154,8 @@ def _sweep(args: argparse.Namespace, extra: list[str]) -> int:
 
     from r2i import config as cfgmod
     from r2i import plot
-    from r2i.sweep import sweep
-
     from r2i.errors import ConfigError
+    from r2i.sweep import pack, plan, sweep
 
     overrides = [f"{k}={v}" for k, v in cfgmod.parse_overrides(extra).items()]
     csv_path = Path(args.csv or f"benchmarks/results/{args.suite}.csv")
@@ -164,8 +163,16 @@ def _sweep(args: argparse.Namespace, extra: list[str]) -> int:
         seeds = [int(s) for s in args.seeds.split(",")]
     except ValueError:
         raise ConfigError(f"--seeds must be comma-separated integers, got {args.seeds!r}") from None
+    carry = Path(args.carry) if args.carry else None
+    if args.pack:
+        if carry is None:
+            raise ConfigError("r2i sweep --pack needs --carry DIR: the directory the archives go to")
+        runs = plan(args.suite, args.settings.split(","), args.models.split(","), seeds, overrides)
+        for archive in pack(runs, Path(args.root), carry):
+            print(f"{archive} ({archive.stat().st_size / 2**20:.1f} MiB)")
+        return 0
     sweep(args.suite, args.settings.split(","), args.models.split(","), seeds,
-          preset=args.preset, root=Path(args.root), csv_path=csv_path, jobs=args.jobs, extra=overrides)
+          preset=args.preset, root=Path(args.root), csv_path=csv_path, jobs=args.jobs, extra=overrides, carry=carry)
     print(plot.plot_sweep(csv_path, csv_path.with_suffix(".png")))
     return 0
 
@@ -283,6 +290,10 @@ def build_parser() -> argparse.ArgumentParser:
     sweep.add_argument("--jobs", type=int, default=1, help="runs in parallel processes")
     sweep.add_argument("--root", default="benchmarks/runs", help="directory of the run directories")
     sweep.add_argument("--csv", help="results CSV (default benchmarks/results/<suite>.csv)")
+    sweep.add_argument("--carry", help="directory of run-state archives: a run with no checkpoint under --root resumes "
+                       "from its archive there (runs longer than one machine's session)")
+    sweep.add_argument("--pack", action="store_true", help="write each unfinished run's resume state to --carry and "
+                       "exit (commit those archives to continue the runs on another machine)")
     sweep.set_defaults(handler=_sweep, extra_ok=True)
 
     bench = commands.add_parser("bench", help="benchmarks that print JSON lines")

@@ -15,6 +15,7 @@ from r2i.errors import ConfigError
 from r2i.metrics import METRICS_FILE, MetricsLogger
 
 DEFAULT_KEYS = ("episode/return", "episode/success", "eval/return", "eval/success")
+# The columns plot_sweep reads; r2i.sweep writes these and the commit each run was trained with.
 SWEEP_COLUMNS = ("suite", "setting", "model", "seed", "env_steps", "success", "wall_s")
 
 

@@ -3,7 +3,12 @@
 Every run is one `r2i train` process with its own run directory under `<root>/<suite>/<setting>/<model>/seed<k>`,
 so a sweep is resumable at two levels: finished runs (a `result.json`) are skipped, and an interrupted run resumes
 from its last checkpoint. Runs can go on in parallel processes (`--jobs`). Each finished run appends one row to the
-CSV: `suite,setting,model,seed,env_steps,success,wall_s`.
+CSV: `suite,setting,model,seed,env_steps,success,wall_s,commit`, where `commit` is the git commit of the code the run
+was trained with (several joined by `+` when it was resumed under newer code; `+dirty` marks uncommitted changes).
+
+Runs longer than one machine's session carry their state in small archives (`--carry DIR`): `pack` writes each
+unfinished run's newest checkpoint, config, metrics and commits to `DIR/<suite>-<setting>-<model>-seed<k>.tar.gz`, and
+a sweep started where a run has no run directory (a fresh machine, a clean clone) unpacks it and resumes from there.
 
 Success (the `success` column), from the final evaluation of `--eval-episodes` greedy episodes after training:
 
@@ -21,14 +26,18 @@ import math
 import os
 import subprocess
 import sys
+import tarfile
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
 from r2i.errors import ConfigError, EnvError, R2IError
+from r2i.plot import SWEEP_COLUMNS
+from r2i.runtime import source_commit
 
-COLUMNS = ("suite", "setting", "model", "seed", "env_steps", "success", "wall_s")
+COLUMNS = (*SWEEP_COLUMNS, "commit")
+COMMITS_FILE = "commits.txt"
 DISCOUNTING_DELAYS = (1, 3, 10, 30, 100)
 
 
@@ -42,6 +51,9 @@ class Run:
 
     def logdir(self, root: Path) -> Path:
         return root / self.suite / self.setting / self.model / f"seed{self.seed}"
+
+    def archive(self, carry: Path) -> Path:
+        return carry / f"{self.suite}-{self.setting}-{self.model}-seed{self.seed}.tar.gz"
 
 
 def memory_len_overrides(length: int, tokens: int = 1024) -> list[str]:
@@ -155,8 +167,17 @@ def _append_row(csv_path: Path, row: dict) -> bool:
     with open(csv_path, "a+", newline="") as f:
         fcntl.flock(f, fcntl.LOCK_EX)
         f.seek(0)
-        if _run_key(row) in {_run_key(r) for r in csv.DictReader(f)}:
+        reader = csv.DictReader(f)
+        old = list(reader)
+        if _run_key(row) in {_run_key(r) for r in old}:
             return False
+        if reader.fieldnames and tuple(reader.fieldnames) != COLUMNS:
+            # A CSV written before a column was added: rewrite it with today's columns, old rows left blank there.
+            f.seek(0)
+            f.truncate()
+            writer = csv.DictWriter(f, fieldnames=COLUMNS, extrasaction="ignore")
+            writer.writeheader()
+            writer.writerows(old)
         writer = csv.DictWriter(f, fieldnames=COLUMNS)
         if f.tell() == 0:
             writer.writeheader()
@@ -176,6 +197,12 @@ def execute(run: Run, root: Path, preset: str, env: dict) -> dict:
     logdir = run.logdir(root)
     result_path = logdir / "result.json"
     if not result_path.exists():
+        logdir.mkdir(parents=True, exist_ok=True)
+        commits = run_commits(logdir)
+        commit = source_commit()
+        if not commits or commits[-1] != commit:
+            with open(logdir / COMMITS_FILE, "a") as f:
+                f.write(commit + "\n")
         cmd = [sys.executable, "-m", "r2i.cli", "train", "--quiet", "--preset", preset, "--logdir", str(logdir),
                *run.overrides]
         logdir.mkdir(parents=True, exist_ok=True)
@@ -186,9 +213,68 @@ def execute(run: Run, root: Path, preset: str, env: dict) -> dict:
     return json.loads(result_path.read_text())
 
 
+def run_commits(logdir: Path) -> list[str]:
+    """The commits a run was trained with, in order (one line per session that started under a different commit)."""
+    path = logdir / COMMITS_FILE
+    return path.read_text().split() if path.exists() else []
+
+
+def _newest_checkpoint(logdir: Path) -> Path | None:
+    from r2i.checkpoint import Checkpointer
+
+    if not (logdir / "checkpoints").is_dir():
+        return None
+    checkpointer = Checkpointer(logdir / "checkpoints")
+    step = checkpointer.latest()
+    return None if step is None else checkpointer.path(step)
+
+
+def pack(runs: list[Run], root: Path, carry: Path) -> list[Path]:
+    """Archive every unfinished run's resume state into `carry`; drop the archives of runs that have finished.
+
+    An archive holds the run's newest complete checkpoint, `config.yaml`, `metrics.jsonl`, the TensorBoard events and
+    `commits.txt` — what `r2i train` needs to resume exactly (the metrics and events past the checkpoint are cut on
+    resume). It is written to a temporary name and renamed, so an interrupted pack never leaves half an archive.
+    Returns the archives written.
+    """
+    carry.mkdir(parents=True, exist_ok=True)
+    written = []
+    for run in runs:
+        logdir, archive = run.logdir(root), run.archive(carry)
+        if (logdir / "result.json").exists():
+            archive.unlink(missing_ok=True)  # finished: its row is in the CSV
+            continue
+        checkpoint = _newest_checkpoint(logdir)
+        if checkpoint is None:
+            continue
+        tmp = archive.with_name(archive.name + ".tmp")
+        with tarfile.open(tmp, "w:gz") as tar:
+            for name in ("config.yaml", "metrics.jsonl", COMMITS_FILE, "tb"):
+                if (logdir / name).exists():
+                    tar.add(logdir / name, arcname=name)
+            tar.add(checkpoint, arcname=str(checkpoint.relative_to(logdir)))
+        os.replace(tmp, archive)
+        written.append(archive)
+    return written
+
+
+def unpack(run: Run, root: Path, carry: Path) -> bool:
+    """Restore a run's directory from its archive in `carry` when the run has no checkpoint here; returns whether it
+    did. A run directory that already holds a checkpoint is never overwritten (it is newer than any archive)."""
+    logdir, archive = run.logdir(root), run.archive(carry)
+    if not archive.exists() or (logdir / "result.json").exists() or _newest_checkpoint(logdir) is not None:
+        return False
+    logdir.mkdir(parents=True, exist_ok=True)
+    with tarfile.open(archive, "r:gz") as tar:
+        tar.extractall(logdir, filter="data")
+    return True
+
+
 def sweep(suite: str, settings: list[str], models: list[str], seeds: list[int], *, preset: str, root: Path,
-          csv_path: Path, jobs: int = 1, extra: list[str] = ()) -> list[dict]:
-    """Run every (setting, model, seed) not yet in the CSV, `jobs` at a time, appending rows as runs finish."""
+          csv_path: Path, jobs: int = 1, extra: list[str] = (), carry: Path | None = None) -> list[dict]:
+    """Run every (setting, model, seed) not yet in the CSV, `jobs` at a time, appending rows as runs finish.
+
+    With `carry`, a run without a checkpoint under `root` first resumes from its archive there (see `pack`)."""
     runs = plan(suite, settings, models, seeds, list(extra))
     check_runs(runs, preset)
     if jobs < 1:
@@ -202,10 +288,13 @@ def sweep(suite: str, settings: list[str], models: list[str], seeds: list[int], 
 
     def one(run: Run) -> dict:
         start = time.time()
+        if carry is not None and unpack(run, root, carry):
+            print(f"r2i sweep: resuming {run.logdir(root)} from {run.archive(carry)}", flush=True)
         result = execute(run, root, preset, env)
         row = dict(suite=run.suite, setting=run.setting, model=run.model, seed=run.seed,
                    env_steps=result["env_steps"], success=round(success_of(run.suite, result), 4),
-                   wall_s=round(result.get("wall_s", time.time() - start), 1))
+                   wall_s=round(result.get("wall_s", time.time() - start), 1),
+                   commit="+".join(dict.fromkeys(run_commits(run.logdir(root)))) or "unknown")
         if _append_row(csv_path, row):
             print(f"r2i sweep: {json.dumps(row)}", flush=True)
         return row
