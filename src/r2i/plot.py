@@ -112,6 +112,20 @@ SWEEP_METRIC = {"memory_len": "success (correct answers)", "discounting_chain": 
                 "popgym": "normalised return"}
 
 
+# Published success rates drawn beside a sweep's own results (hollow markers, dashed), as (setting, value) points.
+# Values marked ≈ in docs/design.md §9 were read off the papers' figures: R2I and DreamerV3 on BSuite memory_len and
+# discounting_chain (Samsami et al., ICLR 2024, Fig. 3), and a model-free S5 agent (S5 + A2C; Lu et al., NeurIPS 2023),
+# which keeps 1.0 up to 512 memory steps and 0.5 at 1,024. No world-model agent has published a result past 101.
+PUBLISHED: dict[str, dict[str, tuple[tuple[float, float], ...]]] = {
+    "memory_len": {
+        "R2I (published)": ((18, 0.98), (21, 0.97), (31, 0.97), (51, 0.93), (91, 0.81), (101, 0.0)),
+        "DreamerV3 (published)": ((18, 0.98), (21, 0.03), (31, 0.03), (51, 0.0), (91, 0.0), (101, 0.0)),
+        "S5 + A2C, model-free (published)": ((512, 1.0), (1024, 0.5)),
+    },
+    "discounting_chain": {"R2I (published)": ((30, 0.66),), "DreamerV3 (published)": ((30, 0.0),)},
+}
+
+
 def _is_number(text: str) -> bool:
     try:
         float(text)
@@ -120,13 +134,14 @@ def _is_number(text: str) -> bool:
     return True
 
 
-def plot_sweep(csv_path: str | Path, out: str | Path) -> Path:
+def plot_sweep(csv_path: str | Path, out: str | Path, published: bool = True) -> Path:
     """Success vs. setting per suite from a sweep CSV, like the R2I paper's BSuite memory figure.
 
     The CSV has columns `suite,setting,model,seed,env_steps,success,wall_s` (extra columns are ignored). One subplot
     per suite; x = setting (numeric, e.g. memory length or delay, log scale when the settings span a factor >= 16;
     or categorical, e.g. POPGym environment names); one line per model: the mean success over seeds,
-    with a band from the minimum to the maximum over seeds. Returns the PNG path written.
+    with a band from the minimum to the maximum over seeds. With `published`, the published results of `PUBLISHED`
+    for the suite are drawn beside them (hollow markers, dashed lines). Returns the PNG path written.
     """
     csv_path = Path(csv_path)
     if not csv_path.is_file():
@@ -168,10 +183,17 @@ def plot_sweep(csv_path: str | Path, out: str | Path) -> Path:
             low, high = np.array([v.min() for v in values]), np.array([v.max() for v in values])
             ax.fill_between(xs, low, high, color=line.get_color(), alpha=0.2, linewidth=0)
         ticks = [position[s] for s in names]
+        if published and numeric:
+            for (label, points), style in zip(PUBLISHED.get(suite, {}).items(), ("s", "^", "D")):
+                px, py = zip(*points)
+                ax.plot(px, py, linestyle="--", marker=style, markerfacecolor="none", color="grey", alpha=0.8,
+                        linewidth=1, label=label)
+                ticks = sorted(set(ticks) | {float(px[0]), float(px[-1])})
         if numeric and ticks[0] > 0 and ticks[-1] / ticks[0] >= 16:  # e.g. memory lengths 1 ... 100: log axis
             ax.set_xscale("log")
             ax.minorticks_off()
-        ax.set_xticks(ticks, [f"{float(s):g}" if numeric else s for s in names], rotation=0 if numeric else 20)
+        labels = [f"{t:g}" for t in ticks] if numeric else names
+        ax.set_xticks(ticks, labels, rotation=0 if numeric else 20)
         ax.set_title(suite)
         ax.set_xlabel(SWEEP_AXIS.get(suite, "setting"))
         ax.set_ylabel(SWEEP_METRIC.get(suite, "success"))
