@@ -244,24 +244,35 @@ def pack(runs: list[Run], root: Path, carry: Path) -> list[Path]:
         if (logdir / "result.json").exists():
             archive.unlink(missing_ok=True)  # finished: its row is in the CSV
             continue
-        checkpoint = _newest_checkpoint(logdir)
-        if checkpoint is None:
-            continue
-        tmp = archive.with_name(archive.name + ".tmp")
-        with tarfile.open(tmp, "w:gz") as tar:
-            for name in ("config.yaml", "metrics.jsonl", COMMITS_FILE, "tb"):
-                if (logdir / name).exists():
-                    tar.add(logdir / name, arcname=name)
-            tar.add(checkpoint, arcname=str(checkpoint.relative_to(logdir)))
-        os.replace(tmp, archive)
-        written.append(archive)
+        if pack_run(logdir, archive):
+            written.append(archive)
     return written
+
+
+def pack_run(logdir: Path, archive: Path) -> bool:
+    """Write one run's resume state to `archive` (.tar.gz, atomically); False if the run has no checkpoint yet."""
+    checkpoint = _newest_checkpoint(logdir)
+    if checkpoint is None:
+        return False
+    archive.parent.mkdir(parents=True, exist_ok=True)
+    tmp = archive.with_name(archive.name + ".tmp")
+    with tarfile.open(tmp, "w:gz") as tar:
+        for name in ("config.yaml", "metrics.jsonl", COMMITS_FILE, "tb"):
+            if (logdir / name).exists():
+                tar.add(logdir / name, arcname=name)
+        tar.add(checkpoint, arcname=str(checkpoint.relative_to(logdir)))
+    os.replace(tmp, archive)
+    return True
 
 
 def unpack(run: Run, root: Path, carry: Path) -> bool:
     """Restore a run's directory from its archive in `carry` when the run has no checkpoint here; returns whether it
     did. A run directory that already holds a checkpoint is never overwritten (it is newer than any archive)."""
-    logdir, archive = run.logdir(root), run.archive(carry)
+    return unpack_run(run.archive(carry), run.logdir(root))
+
+
+def unpack_run(archive: Path, logdir: Path) -> bool:
+    """Restore a run directory from `archive` unless it already holds a checkpoint or a result; returns whether it did."""
     if not archive.exists() or (logdir / "result.json").exists() or _newest_checkpoint(logdir) is not None:
         return False
     logdir.mkdir(parents=True, exist_ok=True)
