@@ -30,6 +30,7 @@ import sys
 import numpy as np
 
 from r2i.envs import layout
+from r2i.envs.base import Episodic
 from r2i.envs.extras import require
 from r2i.errors import EnvError, MissingExtraError
 
@@ -84,7 +85,7 @@ def timestep_flags(timestep) -> dict:
     }
 
 
-class DmEnvAdapter:
+class DmEnvAdapter(Episodic):
     """Base of the dm_env adapters. A subclass builds the dm_env environment in `_build(seed)` and calls `_setup(seed)`
     from its constructor; it may override `_observation(timestep)` (default: the flattened observation spec),
     `_logs(flags, action)` (extra `log_*` keys, default none) and `_reseed(seed)` (default: close and rebuild).
@@ -103,7 +104,6 @@ class DmEnvAdapter:
         )
         self.act_space, self._decode = action_converter(self._env.action_spec(), self.env_id)
         self._timestep = None
-        self._done = True
 
     def _observation(self, timestep) -> dict:
         return self._convert(timestep.observation)
@@ -124,21 +124,19 @@ class DmEnvAdapter:
         if seed is not None:
             self._reseed(int(seed))
         self._timestep = self._env.reset()
-        self._done = False
+        self._begin_episode()
         flags = self._flags(self._timestep)
         return {**self.observe(), **flags}
 
     def advance(self, action: np.ndarray) -> dict:
-        if self._done:
-            raise EnvError(f"{self.env_id}: step() called before reset() or after the episode ended; call reset()")
+        self._check_running()
         native = self._decode(action)
         self._timestep = self._env.step(native)
-        self._done = bool(self._timestep.last())
+        self._end_episode(self._timestep.last())
         return self._flags(self._timestep, native)
 
     def observe(self) -> dict:
-        if self._timestep is None:
-            raise EnvError(f"{self.env_id}: observe() called before reset()")
+        self._check_started()
         return self._observation(self._timestep)
 
     def step(self, action: np.ndarray) -> dict:
