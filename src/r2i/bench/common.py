@@ -7,12 +7,12 @@ import json
 import os
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import jax
 import numpy as np
-
 
 _SINKS: list = []  # open files that also receive every emitted line (see `also_write`)
 
