@@ -17,8 +17,9 @@ Linux (headless rendering: with an NVIDIA driver on the GPU, otherwise with Mesa
 dm_control; elsewhere it leaves dm_control's default (glfw, needs a display). A user setting always wins, e.g.
 `MUJOCO_GL=osmesa` (software rendering through libOSMesa) or `MUJOCO_GL=glfw`. The variable has no effect once
 dm_control's renderer was loaded in the process (`dm_control.mujoco`, `dm_control.suite`, …, imported before r2i
-built its first MuJoCo env; importing the bare `dm_control` package is fine). A backend that does not work gives an EnvError naming the variable and the
-packages to install, from `make_env` (each process renders one tiny scene once to find out, see `rendering_problem`).
+built its first MuJoCo env; importing the bare `dm_control` package is fine). A backend that does not work gives an
+EnvError naming the variable and the packages to install, from `make_env` (each process renders one tiny scene once
+to find out, see `rendering_problem`).
 """
 
 from __future__ import annotations
