@@ -14,22 +14,9 @@ import jax
 import numpy as np
 
 from r2i import distributed
+from r2i.bench.common import random_batch
 
 UPDATES = 3
-
-
-def random_batch(b: int, t: int, obs_size: int, actions: int) -> dict:
-    rng = np.random.default_rng(0)
-    first = rng.random((b, t)) < 0.2
-    first[:, 0] = True
-    return {
-        "vector": rng.normal(size=(b, t, obs_size)).astype(np.float32),
-        "action": np.eye(actions, dtype=np.float32)[rng.integers(0, actions, (b, t))],
-        "reward": rng.normal(size=(b, t)).astype(np.float32),
-        "is_first": first,
-        "is_last": np.zeros((b, t), bool),
-        "is_terminal": rng.random((b, t)) < 0.05,
-    }
 
 
 if __name__ == "__main__":
@@ -51,7 +38,7 @@ if __name__ == "__main__":
     state = agent.init(jax.random.key(0))
     b, t = config.run.batch_size, config.run.batch_length
     rows = slice(index * b // count, (index + 1) * b // count)
-    local = {k: v[rows] for k, v in random_batch(b, t, obs_size, actions).items()}
+    local = {k: v[rows] for k, v in random_batch(b, t, obs_size, actions, first_rate=0.2, terminal_rate=0.05).items()}
     for i in range(UPDATES):
         state, metrics = agent.train(state, agent.shard_batch(local), jax.random.key(i + 1))
     assert bool(metrics["train/finite"])

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from r2i import cli
-from r2i.checkpoint import RunLock
+from r2i.runlock import RunLock
 
 
 def _tree(root: Path) -> dict[str, bytes | None]:

@@ -168,8 +168,8 @@ def test_onehot_straight_through_gradient_is_that_of_the_probabilities(fn):
     logits = jax.random.normal(jax.random.key(2), (3, 5))
     w = jax.random.normal(jax.random.key(3), (3, 5))
     pick = (lambda lp: dists.onehot_sample(jax.random.key(4), lp)) if fn == "sample" else dists.onehot_mode
-    got = jax.grad(lambda l: jnp.sum(w * pick(jax.nn.log_softmax(l))))(logits)
-    want = jax.grad(lambda l: jnp.sum(w * jax.nn.softmax(l)))(logits)
+    got = jax.grad(lambda x: jnp.sum(w * pick(jax.nn.log_softmax(x))))(logits)
+    want = jax.grad(lambda x: jnp.sum(w * jax.nn.softmax(x)))(logits)
     np.testing.assert_allclose(np.asarray(got), np.asarray(want), rtol=1e-5, atol=1e-6)
     assert np.abs(np.asarray(want)).max() > 1e-3
 

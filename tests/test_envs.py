@@ -7,6 +7,7 @@ pip install -e '.[test,gymnasium,popgym,bsuite]'.
 from __future__ import annotations
 
 import os
+import re
 import signal
 import sys
 
@@ -416,6 +417,40 @@ def test_bsuite_discounting_chain_and_delay_helper():
         assert np.flatnonzero(rewards).tolist() == [delay] and np.isclose(rewards[delay], payout)
         assert steps[-1]["log_chain_delay"] == delay and steps[-1]["log_bonus_delay"] == 30
         assert steps[-1]["log_bonus_chain"] == (delay == 30)
+
+
+# ------------------------------------------------------------------------------------------- episode state machine
+
+
+@pytest.mark.parametrize(
+    "env_id, options, package",
+    [("r2i:memory_length/1", {}, None), ("gym:CartPole-v1", {"max_episode_steps": 2}, "gymnasium"),
+     ("bsuite:memory_len/0", {}, "bsuite")],
+)
+def test_every_adapter_refuses_to_step_outside_an_episode(env_id, options, package):
+    """The built-ins, the Gymnasium adapter and the dm_env adapters share one episode state machine (Episodic): the
+    same errors before the first reset() and after the step that ended the episode, and a new episode after reset()."""
+    if package is not None:
+        pytest.importorskip(package, reason=f"{package} not installed: pip install 'r2i[{package}]'")
+    env = make_env(env_id, seed=0, **options)
+    action = one_hot(0, env.act_space.size)
+    refused = re.escape(f"{env_id}: step() called before reset() or after the episode ended; call reset()")
+    if hasattr(env, "observe"):
+        with pytest.raises(EnvError, match=re.escape(f"{env_id}: observe() called before reset()")):
+            env.observe()
+    with pytest.raises(EnvError, match=refused):
+        env.step(action)
+    for _ in range(2):
+        steps = [env.reset()]
+        while not steps[-1]["is_last"]:
+            steps.append(env.step(action))
+        assert 2 <= len(steps) <= 10
+        if hasattr(env, "observe"):  # the last observation stays readable after the end
+            for key in env.obs_space:
+                np.testing.assert_array_equal(env.observe()[key], steps[-1][key])
+        with pytest.raises(EnvError, match=refused):
+            env.step(action)
+    env.close()
 
 
 # -------------------------------------------------------------------------------------------------------- driver

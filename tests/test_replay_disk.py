@@ -10,12 +10,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from test_replay import SPEC, make_step
 
 from r2i.errors import ConfigError
 from r2i.replay import Replay
 from r2i.replay_disk import DiskReplay
-
-from test_replay import SPEC, make_step
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -1,6 +1,6 @@
-"""Nothing lost, nothing silent (issue 12): the run lock, logs that match the checkpoint, a finished run that stays
-finished, a damaged newest checkpoint, the Policy API's checks, and the small user-facing fixes (summary, exit codes,
---print-config, plot markers, check-env's baseline, doctor's overrides).
+"""Nothing lost, nothing silent (issue 12): logs that match the checkpoint, a finished run that stays finished, a
+damaged newest checkpoint, the Policy API's checks, and the small user-facing fixes (summary, exit codes,
+--print-config, plot markers, check-env's baseline, doctor's overrides). The run lock's own test: test_runlock.py.
 
 One tiny run (the same tiny agent as test_run.py, so its compiled programs come from the shared cache) is trained,
 resumed and then only read by the tests that need it.
@@ -9,12 +9,9 @@ resumed and then only read by the tests that need it.
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import signal
 import struct
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -23,7 +20,7 @@ from test_run import tiny_config
 
 import r2i
 from r2i import cli
-from r2i.checkpoint import Checkpointer, RunLock, RunLockedError
+from r2i.checkpoint import Checkpointer
 from r2i.errors import ConfigError
 from r2i.metrics import MetricsLogger
 from r2i.run import Trainer, format_result, train
@@ -155,27 +152,6 @@ def test_env_actions_are_what_gymnasium_accepts():
     assert gym_env.action_space.contains(native)
     gym_env.step(native)
     gym_env.close()
-
-
-def test_run_lock_names_the_holder_and_a_killed_holder_does_not_block(tmp_path):
-    lock_path = tmp_path / RunLock.FILE
-    holder = subprocess.Popen(
-        [sys.executable, "-c", "import fcntl, json, os, socket, sys, time\n"
-         f"fd = os.open({str(lock_path)!r}, os.O_RDWR | os.O_CREAT)\n"
-         "fcntl.flock(fd, fcntl.LOCK_EX)\n"
-         "os.write(fd, json.dumps({'pid': os.getpid(), 'host': socket.gethostname(), 'time': 0}).encode())\n"
-         "print('locked', flush=True)\ntime.sleep(120)\n"], stdout=subprocess.PIPE, text=True)
-    try:
-        assert holder.stdout.readline().strip() == "locked"
-        with pytest.raises(RunLockedError, match=f"is in use by process {holder.pid} on"):
-            RunLock(tmp_path).acquire()
-    finally:
-        holder.send_signal(signal.SIGKILL)
-        holder.wait()
-    with RunLock(tmp_path) as lock:  # the stale file of a killed holder does not block
-        assert lock.holder()["pid"] == os.getpid()
-        with pytest.raises(RunLockedError):  # and a second one in this process is refused too
-            RunLock(tmp_path).acquire()
 
 
 def test_metrics_rollback_without_a_recorded_size(tmp_path):

@@ -167,8 +167,8 @@ def test_load_eval_and_plot_a_run(tmp_path, capsys):
 
 def test_nan_reward_env_gives_clear_error():
     """An environment that returns NaN stops training with an error naming the key."""
-    from r2i.envs.checks import validate_step
     from r2i.envs.base import Space
+    from r2i.envs.checks import validate_step
     from r2i.errors import EnvError
 
     obs = {"vector": np.zeros(3, np.float32), "reward": np.float32(np.nan), "is_first": np.bool_(False),

@@ -94,8 +94,8 @@ def _loss(fn, w):
 def test_recurrence_gradients_equal_loop(method, resets, per_step_lam):
     lam, bu, is_first, x_carry, x_init = _inputs(2, per_step_lam, False, resets)
     w = _complex(jax.random.PRNGKey(9), (B, T, P))
-    scan = _loss(lambda l, b, c, x0: ssm.linear_recurrence(l, b, is_first, c, x0, method=method), w)
-    loop = _loss(lambda l, b, c, x0: jax_loop(l, b, is_first, c, x0), w)
+    scan = _loss(lambda lam_, b, c, x0: ssm.linear_recurrence(lam_, b, is_first, c, x0, method=method), w)
+    loop = _loss(lambda lam_, b, c, x0: jax_loop(lam_, b, is_first, c, x0), w)
     got = jax.grad(scan, argnums=(0, 1, 2, 3))(lam, bu, x_carry, x_init)
     want = jax.grad(loop, argnums=(0, 1, 2, 3))(lam, bu, x_carry, x_init)
     for name, g, h in zip(["lam_bar", "bu", "x_carry", "x_init"], got, want):

@@ -1,13 +1,10 @@
-"""Atomic checkpoints of a training run, and clean stopping on SIGINT / SIGTERM.
+"""Atomic checkpoints of a training run.
 
     ckpt = Checkpointer(logdir / "checkpoints", keep=2)
     if ckpt.latest() is not None:
         state, replay_state, meta = ckpt.restore(agent.abstract_state())
     ...
-    with GracefulExit() as stop:
-        while not done and not stop.requested:
-            ...
-            ckpt.save(step, state, replay.state_dict(), {"config": ..., "counters": ...})
+    ckpt.save(step, state, replay.state_dict(), {"config": ..., "counters": ...})
 
 A checkpoint is one directory `ckpt_<step>/` holding
 
@@ -32,47 +29,24 @@ is repaired at the next start (the old one is moved back).
 resumed from an older checkpoint with `restore(step=...)` continues that timeline, and pruning keeps the `keep` most
 recently written checkpoints. One process writes to a directory at a time.
 
-Format decision (tried and measured on a 2-core CPU machine with orbax-checkpoint 0.12.8, jax 0.10.2):
-
-* The state goes through orbax-checkpoint's `StandardCheckpointer` (installed with flax, which requires it). It
-  handles everything a TrainState holds without conversion code: `nnx.State` / `nnx.Param`, optax namedtuples with
-  `MaskedNode` / `EmptyState`, typed PRNG keys from `jax.random.key`, complex64, bfloat16, bool and 0-d arrays, and it
-  restores bitwise exactly, straight into the target's sharding (checked with a replicated `NamedSharding` over two
-  CPU devices). Two things are added here: leaves of the target without a sharding are restored onto the default
-  device (orbax would otherwise reuse the sharding saved with the checkpoint, which names devices the resuming
-  machine may not have), and the target's leaf paths, shapes and dtypes are checked against `checkpoint.json` first
-  (orbax silently casts a different dtype, and its structure errors list every key of the checkpoint).
-  Cost: 0.5 s to save and 0.5 s to restore the default agent's TrainState (224 leaves, 8 MB); about 1 s each for a
-  80 MB / 600-leaf state. Fine for a checkpoint every few minutes.
-* The replay does not go through orbax: for ~1 GB of NumPy arrays orbax / tensorstore took 4.2 s to save and 4.9 s to
-  restore and raised peak memory from 1.0 GB to 3.1 GB while saving (two extra copies: too much for a replay of
-  several GB on a laptop), whereas `np.save` per array took 2.7 s including fsync and 2.0 s to load, with no extra
-  memory while saving (it writes from the array's buffer). End to end, `save` of 1 GB of replay plus a 80 MB state
-  takes 3.4-3.8 s and `restore` 0.9 s (warm page cache). `restore(..., mmap_replay=True)` memory-maps the replay
-  files instead of reading them, so a replay copied into preallocated buffers needs no second anonymous copy (the
-  mapped pages are page cache, which the kernel can drop).
-* meta is plain JSON (human-readable; key order is kept, integers of any size and floats are exact, but tuples come
-  back as lists and non-string dict keys as strings).
-* orbax's own `CheckpointManager` is not used: the state, the replay and meta must appear atomically as one unit,
-  which the rename of one directory gives directly, and it would add asynchronous saving that is not wanted here.
+The state (a JAX pytree) is written by orbax-checkpoint, the replay as one `.npy` file per array, meta as plain JSON
+(key order is kept, integers of any size and floats are exact, but tuples come back as lists and non-string dict keys
+as strings). Why each, and what the alternatives cost: docs/design.md §10.
 """
 
 from __future__ import annotations
 
 import errno
-import fcntl
 import json
 import os
-import zlib
 import re
 import secrets
 import shutil
-import signal
 import socket
-import threading
 import time
+import zlib
 from pathlib import Path
-from typing import Any, Self
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -80,7 +54,7 @@ import numpy as np
 
 from r2i.errors import R2IError
 
-__all__ = ["CheckpointError", "CheckpointMismatchError", "Checkpointer", "GracefulExit", "RunLock", "RunLockedError"]
+__all__ = ["CheckpointError", "CheckpointMismatchError", "Checkpointer"]
 
 FORMAT = 1
 _CKPT = re.compile(r"^ckpt_(\d+)$")
@@ -554,118 +528,3 @@ def _versions() -> dict[str, str]:
         except metadata.PackageNotFoundError:
             pass
     return out
-
-
-# ------------------------------------------------------------------------------------------------------ GracefulExit
-class GracefulExit:
-    """Turn the first SIGINT / SIGTERM into a request to stop, so the loop can checkpoint and exit.
-
-        with GracefulExit() as stop:
-            while not stop.requested:
-                step()
-            save()
-
-    While active, the first SIGINT or SIGTERM sets `requested` (and `signum`) and prints one line to stderr instead
-    of interrupting; a second SIGINT raises KeyboardInterrupt at once, a second SIGTERM raises SystemExit(143).
-    The previous handlers are restored on exit. Outside the main thread (where Python cannot install signal
-    handlers) it does nothing and `requested` stays False.
-    """
-
-    MESSAGE = "stopping after this step; writing a checkpoint…"
-
-    def __init__(self, signals: tuple[int, ...] = (signal.SIGINT, signal.SIGTERM), message: str | None = None):
-        self.signals = tuple(signals)
-        self.message = self.MESSAGE if message is None else message
-        self.requested = False
-        self.signum: int | None = None
-        self._previous: dict[int, Any] = {}
-
-    def _handle(self, signum, frame):
-        if self.requested:
-            if signum == signal.SIGINT:
-                raise KeyboardInterrupt
-            raise SystemExit(128 + signum)
-        self.requested, self.signum = True, signum
-        try:  # os.write, not print: a print in a signal handler can hit a reentrant-call error on sys.stderr
-            os.write(2, f"\n{self.message}\n".encode())
-        except (OSError, ValueError, RuntimeError):
-            pass
-
-    def __enter__(self) -> Self:
-        self.requested, self.signum = False, None
-        if threading.current_thread() is threading.main_thread():
-            for sig in self.signals:
-                self._previous[sig] = signal.signal(sig, self._handle)
-        return self
-
-    def __exit__(self, *exc) -> bool:
-        for sig, previous in self._previous.items():
-            signal.signal(sig, previous if previous is not None else signal.SIG_DFL)
-        self._previous.clear()
-        return False
-
-
-# ----------------------------------------------------------------------------------------------------------- RunLock
-class RunLockedError(R2IError, RuntimeError):
-    """Another live process holds the run directory."""
-
-
-class RunLock:
-    """An exclusive lock on a run directory, so that two trainers never write the same run.
-
-        with RunLock(logdir):
-            ...train...
-
-    The lock is an advisory `fcntl.flock` on `<logdir>/.lock`, which also records the holder's pid, host and start
-    time (for the message a second process gets). The kernel releases a flock when its process dies, however it
-    dies, so a lock left by a killed trainer never blocks a resume; the stale file's content is simply overwritten.
-    `acquire` raises RunLockedError naming the holder when another process holds it.
-    """
-
-    FILE = ".lock"
-
-    def __init__(self, directory: str | os.PathLike):
-        self.path = Path(directory) / self.FILE
-        self._fd: int | None = None
-
-    def acquire(self) -> Self:
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            holder = self.holder()
-            os.close(fd)
-            who = (f"process {holder.get('pid')} on {holder.get('host')} (started "
-                   f"{time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(holder.get('time', 0)))})"
-                   if holder else "another process")
-            raise RunLockedError(
-                f"{self.path.parent} is in use by {who}; wait for that run to finish or stop it, or choose another "
-                "--logdir"
-            ) from None
-        except BaseException:
-            os.close(fd)
-            raise
-        record = json.dumps({"pid": os.getpid(), "host": socket.gethostname(), "time": time.time()}).encode()
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, record, 0)
-        self._fd = fd
-        return self
-
-    def holder(self) -> dict:
-        """pid / host / time recorded by the process that took the lock last ({} if unreadable)."""
-        try:
-            return json.loads(self.path.read_text() or "{}")
-        except (OSError, ValueError):
-            return {}
-
-    def release(self) -> None:
-        if self._fd is not None:
-            fcntl.flock(self._fd, fcntl.LOCK_UN)
-            os.close(self._fd)
-            self._fd = None
-
-    def __enter__(self) -> Self:
-        return self.acquire()
-
-    def __exit__(self, *exc) -> None:
-        self.release()

@@ -87,12 +87,11 @@ def _train(args: argparse.Namespace, extra: list[str]) -> int:
 
 
 def _eval(args: argparse.Namespace, extra: list[str]) -> int:
-    from r2i.api import load
-    from r2i.run import evaluate
-
     import jax
 
+    from r2i.api import load
     from r2i.errors import ConfigError
+    from r2i.run import evaluate
 
     if args.episodes < 1:
         raise ConfigError(f"--episodes must be >= 1, got {args.episodes}")
@@ -128,9 +127,8 @@ def _plot(args: argparse.Namespace, extra: list[str]) -> int:
 
 
 def _doctor(args: argparse.Namespace, extra: list[str]) -> int:
-    from r2i.doctor import report
-
     from r2i import config as cfgmod
+    from r2i.doctor import report
 
     print(report(args.preset, args.logdir, cfgmod.parse_overrides(extra)))
     return 0
@@ -139,7 +137,6 @@ def _doctor(args: argparse.Namespace, extra: list[str]) -> int:
 def _check_env(args: argparse.Namespace, extra: list[str]) -> int:
     from r2i import config as cfgmod
     from r2i.envs import describe_env
-
     from r2i.errors import ConfigError
 
     if args.episodes < 1:

@@ -6,7 +6,7 @@ value heads start at zero so that early predictions are 0. Kernels are float32; 
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import jax
 import jax.numpy as jnp

@@ -37,13 +37,15 @@ import yaml
 from r2i import config as cfgmod
 from r2i import distributed as dist
 from r2i.agent import Agent, check_batch_divides
-from r2i.checkpoint import Checkpointer, GracefulExit, RunLock
+from r2i.checkpoint import Checkpointer
 from r2i.config import Config
 from r2i.envs import VectorDriver, make_specs
 from r2i.errors import ConfigError, EnvError, TrainingDivergedError
 from r2i.metrics import METRICS_FILE, Aggregator, MetricsLogger
 from r2i.replay import Replay, human_bytes
 from r2i.replay_disk import make_replay, replay_directory
+from r2i.runlock import RunLock
+from r2i.signals import GracefulExit
 
 CONFIG_FILE = "config.yaml"
 RESULT_FILE = "result.json"

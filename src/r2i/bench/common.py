@@ -1,4 +1,4 @@
-"""Timing helpers shared by the benchmarks."""
+"""Timing helpers and synthetic data shared by the benchmarks."""
 
 from __future__ import annotations
 
@@ -7,12 +7,12 @@ import json
 import os
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import jax
 import numpy as np
-
 
 _SINKS: list = []  # open files that also receive every emitted line (see `also_write`)
 
@@ -87,3 +87,26 @@ def parse_ints(text: str) -> list[int]:
         return [int(v) for v in text.split(",") if v.strip()]
     except ValueError:
         raise ConfigError(f"expected comma-separated integers such as '4,16', got {text!r}") from None
+
+
+def random_batch(
+    b: int, t: int, obs_size: int, actions: int, *, seed: int = 0, first_rate: float = 0.02,
+    terminal_rate: float = 0.01,
+) -> dict[str, np.ndarray]:
+    """A synthetic training batch for a vector observation and one discrete action, deterministic in `seed`.
+
+    `vector` float32 (B, T, obs_size) and `reward` float32 (B, T) standard normal; `action` float32 one-hots
+    (B, T, actions); `is_first` bool (B, T), True at t = 0 and elsewhere with probability `first_rate`; `is_terminal`
+    bool (B, T) with probability `terminal_rate`; `is_last` all False.
+    """
+    rng = np.random.default_rng(seed)
+    first = rng.random((b, t)) < first_rate
+    first[:, 0] = True
+    return {
+        "vector": rng.normal(size=(b, t, obs_size)).astype(np.float32),
+        "action": np.eye(actions, dtype=np.float32)[rng.integers(0, actions, (b, t))],
+        "reward": rng.normal(size=(b, t)).astype(np.float32),
+        "is_first": first,
+        "is_last": np.zeros((b, t), bool),
+        "is_terminal": rng.random((b, t)) < terminal_rate,
+    }

@@ -20,7 +20,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from r2i import allocator
-from r2i.bench.common import compile_and_time, device_memory, emit
+from r2i.bench.common import compile_and_time, device_memory, emit, random_batch
 from r2i.runtime import device_description, peak_rss_mb
 
 # "popgym_released": the POPGym block of the official R2I configs.yaml as released on its main branch (the regex
@@ -52,21 +52,6 @@ def matmul_gflops(n: int = 2048, repeats: int = 10) -> float:
     return 2 * n**3 / median_s / 1e9
 
 
-def _batch(b: int, t: int, seed: int = 0) -> dict:
-    rng = np.random.default_rng(seed)
-    first = np.zeros((b, t), bool)
-    first[:, 0] = True
-    first[rng.random((b, t)) < 0.02] = True
-    return {
-        "vector": rng.normal(size=(b, t, OBS_SIZE)).astype(np.float32),
-        "action": np.eye(ACTIONS, dtype=np.float32)[rng.integers(0, ACTIONS, (b, t))],
-        "reward": rng.normal(size=(b, t)).astype(np.float32),
-        "is_first": first,
-        "is_last": np.zeros((b, t), bool),
-        "is_terminal": rng.random((b, t)) < 0.01,
-    }
-
-
 def worker(model: str, size: str, b: int, t: int, repeats: int, extra: dict | None = None) -> dict:
     """Build, compile and time one update in this process (`extra`: more config overrides, e.g. model.dtype)."""
     from r2i.agent import Agent
@@ -79,7 +64,7 @@ def worker(model: str, size: str, b: int, t: int, repeats: int, extra: dict | No
     config = make_config("default", overrides)
     agent = Agent.from_config(config, {"vector": Space((OBS_SIZE,))}, ActionSpace("discrete", nvec=(ACTIONS,)))
     state = agent.init(jax.random.key(0))
-    batch = agent.shard_batch(jax.tree.map(jnp.asarray, _batch(b, t)))
+    batch = agent.shard_batch(jax.tree.map(jnp.asarray, random_batch(b, t, OBS_SIZE, ACTIONS)))
     key = jax.random.key(1)
     flops = function_flops(agent._train, state, batch, key)
     start = time.perf_counter()

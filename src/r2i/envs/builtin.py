@@ -19,7 +19,7 @@ import difflib
 
 import numpy as np
 
-from r2i.envs.base import ActionSpace, Space
+from r2i.envs.base import ActionSpace, Episodic, Space
 from r2i.errors import ConfigError, EnvError
 
 
@@ -32,22 +32,17 @@ def _flags(reward: float, first: bool, last: bool, terminal: bool) -> dict:
     }
 
 
-class _SeededEnv:
-    """Shared bookkeeping: seeded RNG, and refusing to step before reset() or after the episode ended."""
+class _SeededEnv(Episodic):
+    """Shared bookkeeping: the seeded RNG, and the episode state (`Episodic`)."""
 
     def __init__(self, env_id: str, seed: int):
         self.env_id = env_id
         self._rng = np.random.default_rng(seed)
-        self._done = True
 
     def _start(self, seed: int | None) -> None:
         if seed is not None:
             self._rng = np.random.default_rng(seed)
-        self._done = False
-
-    def _check_running(self) -> None:
-        if self._done:
-            raise EnvError(f"{self.env_id}: step() called before reset() or after the episode ended; call reset()")
+        self._begin_episode()
 
     def close(self) -> None:
         pass
@@ -137,7 +132,7 @@ class MemoryLength(_SeededEnv):
             self._t += 1
             return {**self._obs(), **_flags(0.0, False, False, False), "log_success": np.float32(0.0)}
         self._t += 1
-        self._done = True
+        self._end_episode(True)
         success = answer == self._cue
         return {
             **self._obs(),
@@ -204,7 +199,7 @@ class RepeatPrevious(_SeededEnv):
             self._correct += int(right)
             reward = (1.0 if right else -1.0) / (self.length - self.k)
         last = i + 1 == self.length
-        self._done = last
+        self._end_episode(last)
         success = self._correct / (self.length - self.k) if last else 0.0
         return {"vector": self._show(), **_flags(reward, False, last, last), "log_success": np.float32(success)}
 

@@ -17,8 +17,9 @@ Linux (headless rendering: with an NVIDIA driver on the GPU, otherwise with Mesa
 dm_control; elsewhere it leaves dm_control's default (glfw, needs a display). A user setting always wins, e.g.
 `MUJOCO_GL=osmesa` (software rendering through libOSMesa) or `MUJOCO_GL=glfw`. The variable has no effect once
 dm_control's renderer was loaded in the process (`dm_control.mujoco`, `dm_control.suite`, …, imported before r2i
-built its first MuJoCo env; importing the bare `dm_control` package is fine). A backend that does not work gives an EnvError naming the variable and the
-packages to install, from `make_env` (each process renders one tiny scene once to find out, see `rendering_problem`).
+built its first MuJoCo env; importing the bare `dm_control` package is fine). A backend that does not work gives an
+EnvError naming the variable and the packages to install, from `make_env` (each process renders one tiny scene once
+to find out, see `rendering_problem`).
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ import sys
 import numpy as np
 
 from r2i.envs import layout
+from r2i.envs.base import Episodic
 from r2i.envs.extras import require
 from r2i.errors import EnvError, MissingExtraError
 
@@ -84,7 +86,7 @@ def timestep_flags(timestep) -> dict:
     }
 
 
-class DmEnvAdapter:
+class DmEnvAdapter(Episodic):
     """Base of the dm_env adapters. A subclass builds the dm_env environment in `_build(seed)` and calls `_setup(seed)`
     from its constructor; it may override `_observation(timestep)` (default: the flattened observation spec),
     `_logs(flags, action)` (extra `log_*` keys, default none) and `_reseed(seed)` (default: close and rebuild).
@@ -103,7 +105,6 @@ class DmEnvAdapter:
         )
         self.act_space, self._decode = action_converter(self._env.action_spec(), self.env_id)
         self._timestep = None
-        self._done = True
 
     def _observation(self, timestep) -> dict:
         return self._convert(timestep.observation)
@@ -124,21 +125,19 @@ class DmEnvAdapter:
         if seed is not None:
             self._reseed(int(seed))
         self._timestep = self._env.reset()
-        self._done = False
+        self._begin_episode()
         flags = self._flags(self._timestep)
         return {**self.observe(), **flags}
 
     def advance(self, action: np.ndarray) -> dict:
-        if self._done:
-            raise EnvError(f"{self.env_id}: step() called before reset() or after the episode ended; call reset()")
+        self._check_running()
         native = self._decode(action)
         self._timestep = self._env.step(native)
-        self._done = bool(self._timestep.last())
+        self._end_episode(self._timestep.last())
         return self._flags(self._timestep, native)
 
     def observe(self) -> dict:
-        if self._timestep is None:
-            raise EnvError(f"{self.env_id}: observe() called before reset()")
+        self._check_started()
         return self._observation(self._timestep)
 
     def step(self, action: np.ndarray) -> dict:

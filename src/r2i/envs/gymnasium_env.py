@@ -35,7 +35,7 @@ from typing import Any
 import numpy as np
 
 from r2i.envs import layout
-from r2i.envs.base import Space
+from r2i.envs.base import Episodic, Space
 from r2i.envs.extras import require
 from r2i.errors import EnvError
 
@@ -95,7 +95,7 @@ def info_logs(info: Any) -> dict:
     return out
 
 
-class GymnasiumEnv:
+class GymnasiumEnv(Episodic):
     """Wraps a constructed `gymnasium.Env` instance. `obs_space`/`act_space` as built by `r2i.envs.layout`."""
 
     def __init__(self, env, seed: int = 0, env_id: str | None = None, log_info: bool = True):
@@ -110,7 +110,6 @@ class GymnasiumEnv:
         )
         self.act_space, self._decode = action_converter(env.action_space, self.env_id)
         self._obs = None  # the latest native observation, converted by observe()
-        self._done = True
 
     @property
     def unwrapped(self):
@@ -133,23 +132,21 @@ class GymnasiumEnv:
             seed = self._seed
         self._seeded = True
         self._obs, info = self._env.reset(seed=seed)
-        self._done = False
+        self._begin_episode()
         flags = self._flags(0.0, True, False, False, info)
         return {**self.observe(), **flags}
 
     def advance(self, action: np.ndarray) -> dict:
         """One step without converting the observation (for ActionRepeat; `observe()` converts it on demand)."""
-        if self._done:
-            raise EnvError(f"{self.env_id}: step() called before reset() or after the episode ended; call reset()")
+        self._check_running()
         self._obs, reward, terminated, truncated, info = self._env.step(self._decode(action))
         terminated, truncated = bool(terminated), bool(truncated)
-        self._done = terminated or truncated
-        return self._flags(reward, False, self._done, terminated, info)
+        self._end_episode(terminated or truncated)
+        return self._flags(reward, False, terminated or truncated, terminated, info)
 
     def observe(self) -> dict:
         """The converted observation of the latest reset/step."""
-        if self._obs is None:
-            raise EnvError(f"{self.env_id}: observe() called before reset()")
+        self._check_started()
         return self._convert(self._obs)
 
     def step(self, action: np.ndarray) -> dict:
