@@ -1,8 +1,8 @@
-"""The agent: parameters, optimisers and the two pure, jitted functions `policy` and `train`.
+"""The agent: parameters, optimisers and the two pure, jitted functions of acting and learning.
 
     state = agent.init(key)                                   # TrainState
     carry = agent.initial(num_envs)                           # recurrent state for acting
-    action, carry = agent.policy(state.params, carry, obs, key)
+    carry, action = agent.act(state.params, carry, obs, key)  # (carry, out), the order of jax.lax.scan
     state, metrics = agent.train(state, batch, key)           # donates `state`
 
 Parameter groups (one optimiser each, see `make_optimizer`): "model" (world model without the SSM maths), "ssm"
@@ -153,7 +153,8 @@ class Agent:
         self.devices = jax.devices()
         self.mesh = Mesh(np.array(self.devices), ("data",)) if len(self.devices) > 1 else None
         self.train = jax.jit(self._train, donate_argnums=0)
-        self.policy = jax.jit(self._policy, static_argnames="mode")
+        # `act` runs this jitted step on exactly the inputs the agent reads (benchmarks lower it directly).
+        self.act_step = jax.jit(self._act_step, static_argnames="mode")
         self.loss_terms = jax.jit(self._loss_terms)
 
     @classmethod
@@ -244,22 +245,23 @@ class Agent:
         """Acting carry for `batch` environments (sequence-model carry: previous z, a and recurrent state)."""
         return self._abstract_seq.initial(batch)
 
-    def _policy(self, params, carry, obs, key, mode="sample"):
-        """obs: observation keys (N, …) and "is_first" (N,) → action (N, A) float32, new carry."""
+    def _act_step(self, params, carry, obs, key, mode="sample"):
+        """obs: observation keys (N, …) and "is_first" (N,) → new carry, action (N, A) float32."""
         wm, actor = self.world_model(params), self.actor(params)
         k_obs, k_act = jax.random.split(key)
-        carry, state = wm.seq.observe_step(carry, wm.encode(obs), obs["is_first"], k_obs)
+        carry, state = wm.seq.filter_step(carry, wm.encode(obs), obs["is_first"], k_obs)
         action, _, _ = actor(wm.seq.policy_features(state, self.policy_inputs), k_act, mode)
         # The straight-through sample is a one-hot only up to rounding; the env and the replay get an exact one.
         # Continuous actions: the actor's a·sg(1/max(1, |a|)) is clip(a) up to rounding; clip exactly for the env.
         action = jnp.round(action) if self.act_space.discrete else jnp.clip(action.astype(jnp.float32), -1.0, 1.0)
-        return action, {**carry, "a": action}
+        return {**carry, "a": action}, action
 
     def act(self, params, carry, obs: dict, key, mode: str = "sample"):
-        """`policy` on a dict that may hold extra keys (reward, log_…): only what the agent reads is passed."""
+        """One policy step for N environments: obs (a step dict, N rows; extra keys such as reward or log_… are not
+        passed on) → (new carry, action (N, A) float32). mode: 'sample' or 'greedy'."""
         inputs = {k: obs[k] for k in self.obs_keys}
         inputs["is_first"] = obs["is_first"]
-        return self.policy(distributed.host_local(params), carry, inputs, key, mode=mode)
+        return self.act_step(distributed.host_local(params), carry, inputs, key, mode=mode)
 
     # -- learning ------------------------------------------------------------------------------------------------------
 

@@ -110,13 +110,13 @@ class WorldModel(nnx.Module):
 
         batch: observation keys (B, T, …), "action" (B, T, A), "reward" (B, T) float32, "is_first", "is_last",
         "is_terminal" (B, T) bool. carry: the sequence model's carry (B, …).
-        Returns (scalar loss, (new carry, observe outputs, metrics dict of scalars)).
+        Returns (scalar loss, (new carry, filter outputs, metrics dict of scalars)).
         """
         b, t = batch["is_first"].shape
         assert batch["action"].shape[:2] == (b, t), f"action must be (B, T, A)=({b}, {t}, A), got {batch['action'].shape}"
         assert batch["reward"].shape == (b, t), f"reward must be (B, T)=({b}, {t}), got {batch['reward'].shape}"
         embed = self.encode(batch)
-        carry, out = self.seq.observe(carry, embed, batch["action"], batch["is_first"], key)
+        carry, out = self.seq.filter(carry, embed, batch["action"], batch["is_first"], key)
         h, z = out["h"], out["z"]
         assert h.shape[:2] == (b, t) and z.shape[:2] == (b, t), f"h {h.shape} and z {z.shape} must start with (B, T)"
 
@@ -140,8 +140,7 @@ class WorldModel(nnx.Module):
         terms["rep"] = jnp.maximum(self.kl_free, kl_rep)
         for name, value in terms.items():
             assert value.shape == (b, t), f"world-model loss term '{name}' must be (B, T)=({b}, {t}), got {value.shape}"
-        check_scales(terms, self.scales)
-        loss = sum(self.scales[k] * v for k, v in terms.items()).mean()
+        loss = weighted_loss(terms, self.scales)
 
         metrics = {f"model/loss_{k}": v.mean() for k, v in terms.items()}
         metrics.update({
@@ -151,6 +150,12 @@ class WorldModel(nnx.Module):
             "model/prior_entropy": jnp.sum(dists.categorical_entropy(prior), -1).mean(),
         })
         return loss, (carry, out, metrics)
+
+
+def weighted_loss(terms: dict, scales: dict) -> jax.Array:
+    """Σ_k scale_k · term_k averaged over all steps: terms {name: (B, T)}, scales {name: float}, same keys → () float32."""
+    check_scales(terms, scales)
+    return sum(scales[k] * v for k, v in terms.items()).mean()
 
 
 def check_scales(terms: dict, scales: dict) -> None:
