@@ -81,7 +81,7 @@ def _ssm_clip_labels(params) -> Any:
         kind = next((SSM_KINDS[n] for n in reversed(names) if isinstance(n, str) and n in SSM_KINDS), None)
         return f"ssm_{kind}" if kind else "model"
 
-    return {g: jax.tree_util.tree_map_with_path(label, v) if g == "ssm" else jax.tree.map(lambda _: g, v)
+    return {g: jax.tree_util.tree_map_with_path(label, v) if g == "ssm" else jax.tree.map(lambda _, g=g: g, v)
             for g, v in params.items()}
 
 
@@ -158,7 +158,7 @@ class Agent:
         self.loss_terms = jax.jit(self._loss_terms)
 
     @classmethod
-    def from_config(cls, config, obs_space: dict[str, Space], act_space: ActionSpace) -> "Agent":
+    def from_config(cls, config, obs_space: dict[str, Space], act_space: ActionSpace) -> Agent:
         return cls(config.model, config.behavior, config.optim, obs_space, act_space)
 
     # -- construction --------------------------------------------------------------------------------------------------

@@ -33,6 +33,7 @@ from r2i.config import ModelConfig
 from r2i.nets import MLP, Dense
 from r2i.ssm import S5Stack
 
+
 def _mask(x: jax.Array, is_first: jax.Array) -> jax.Array:
     """Zero x (..., F) where is_first (...) is set."""
     return jnp.where(is_first[..., None], jnp.zeros_like(x), x)
