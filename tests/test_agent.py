@@ -151,7 +151,7 @@ def assert_trees_close(a, b, rtol, atol, what=""):
 
 
 # ----------------------------------------------------------------------------------------------------------------------
-# Sequence models: parallel observe vs. observe_step; episode isolation inside a window
+# Sequence models: parallel filter vs. filter_step; episode isolation inside a window
 # ----------------------------------------------------------------------------------------------------------------------
 
 B, T = 3, 12
@@ -208,19 +208,19 @@ def window(agent, embed_size, seed, t=T):
 
 
 def seq_fns(agent):
-    """Fresh jitted observe / observe_step (traced at first call, so a monkeypatched sampler is picked up)."""
+    """Fresh jitted filter / filter_step (traced at first call, so a monkeypatched sampler is picked up)."""
 
     @jax.jit
-    def observe(params, carry, embed, action, is_first, key):
-        return agent.world_model(params).seq.observe(carry, embed, action, is_first, key)
+    def window(params, carry, embed, action, is_first, key):
+        return agent.world_model(params).seq.filter(carry, embed, action, is_first, key)
 
     @jax.jit
     def step(params, carry, embed, is_first, key):
         seq = agent.world_model(params).seq
-        carry, out = seq.observe_step(carry, embed, is_first, key)
+        carry, out = seq.filter_step(carry, embed, is_first, key)
         return carry, {**out, "prior": seq.prior(out["h"])}
 
-    return observe, step
+    return window, step
 
 
 def deterministic_sampler(monkeypatch):
@@ -229,8 +229,8 @@ def deterministic_sampler(monkeypatch):
 
 
 @pytest.mark.parametrize("sampler", ["random", "mode"])
-def test_observe_equals_observe_step(seq_setup, sampler, monkeypatch):
-    """The window version (S3M: parallel over T) equals stepping `observe_step`, including mid-window resets.
+def test_filter_equals_filter_step(seq_setup, sampler, monkeypatch):
+    """The window version (S3M: parallel over T) equals stepping `filter_step`, including mid-window resets.
 
     The two versions draw their latent samples from differently shaped random numbers, so the samples cannot be
     compared directly. 'random': the real sampler; after every step the test writes the window version's sample z_t
@@ -242,10 +242,10 @@ def test_observe_equals_observe_step(seq_setup, sampler, monkeypatch):
     agent, params, embed_size = seq_setup
     if sampler == "mode":
         deterministic_sampler(monkeypatch)
-    observe, step = seq_fns(agent)
+    filter_window, step = seq_fns(agent)
     embed, action, is_first = window(agent, embed_size, 0)
     carry0 = random_carry(agent, B, 1)
-    carry_w, out = observe(params, carry0, embed, action, is_first, jax.random.key(2))
+    carry_w, out = filter_window(params, carry0, embed, action, is_first, jax.random.key(2))
     assert out["h"].shape == (B, T, agent.model_cfg.deter)
     assert out["post"].shape == out["prior"].shape == (B, T, agent.model_cfg.stoch, agent.model_cfg.classes)
 
@@ -264,7 +264,7 @@ def test_observe_equals_observe_step(seq_setup, sampler, monkeypatch):
         carry = {**carry, "z": z, "a": action[:, t]}
     assert_trees_close(carry, carry_w, 1e-5, 1e-5, "final carry")
     # Not vacuous: the carry matters for row 1 (no reset) — a different carry changes its outputs.
-    _, other = observe(params, random_carry(agent, B, 7), embed, action, is_first, jax.random.key(2))
+    _, other = filter_window(params, random_carry(agent, B, 7), embed, action, is_first, jax.random.key(2))
     assert np.abs(np.asarray(other["h"][1]) - np.asarray(out["h"][1])).max() > 1e-3
 
 
@@ -280,13 +280,13 @@ def test_second_episode_in_window_equals_episode_alone(seq_setup, monkeypatch):
     """
     agent, params, embed_size = seq_setup
     deterministic_sampler(monkeypatch)
-    observe, _ = seq_fns(agent)
+    filter_window, _ = seq_fns(agent)
     embed, action, _ = window(agent, embed_size, 4)
     s = 5
     is_first = jnp.zeros((B, T), bool).at[:, 0].set(True).at[:, s].set(True)
-    _, out = observe(params, random_carry(agent, B, 5), embed, action, is_first, jax.random.key(6))
+    _, out = filter_window(params, random_carry(agent, B, 5), embed, action, is_first, jax.random.key(6))
     alone_first = jnp.zeros((B, T - s), bool).at[:, 0].set(True)
-    _, alone = observe(params, random_carry(agent, B, 8), embed[:, s:], action[:, s:], alone_first, jax.random.key(9))
+    _, alone = filter_window(params, random_carry(agent, B, 8), embed[:, s:], action[:, s:], alone_first, jax.random.key(9))
     for name in _second_episode_names(out):
         np.testing.assert_allclose(np.asarray(out[name][:, s:]), np.asarray(alone[name]), rtol=1e-6, atol=1e-6,
                                    err_msg=name)
@@ -296,7 +296,7 @@ def test_second_episode_ignores_first_episode_with_real_sampler(seq_setup):
     """With the real sampler and the same key and window length, the second episode's outputs do not depend on the
     first episode (other observations, actions and initial carry) at all."""
     agent, params, embed_size = seq_setup
-    observe, _ = seq_fns(agent)
+    filter_window, _ = seq_fns(agent)
     embed, action, _ = window(agent, embed_size, 10)
     embed2, action2, _ = window(agent, embed_size, 11)
     s = 5
@@ -305,8 +305,8 @@ def test_second_episode_ignores_first_episode_with_real_sampler(seq_setup):
     embed2 = embed2.at[:, s:].set(embed[:, s:])
     action2 = action2.at[:, s:].set(action[:, s:])
     key = jax.random.key(12)
-    _, out = observe(params, random_carry(agent, B, 13), embed, action, is_first, key)
-    _, out2 = observe(params, random_carry(agent, B, 14), embed2, action2, is_first, key)
+    _, out = filter_window(params, random_carry(agent, B, 13), embed, action, is_first, key)
+    _, out2 = filter_window(params, random_carry(agent, B, 14), embed2, action2, is_first, key)
     for name in _second_episode_names(out):
         np.testing.assert_allclose(np.asarray(out[name][:, s:]), np.asarray(out2[name][:, s:]), rtol=1e-6, atol=1e-6,
                                    err_msg=name)
@@ -339,16 +339,16 @@ def test_policy_inputs_feed_the_documented_size(make_agent, sequence, kind):
     assert params["actor"]["net"]["hidden"][0]["kernel"].shape == (size, 16)
     assert params["critic"]["net"]["hidden"][0]["kernel"].shape == (size, 16)
 
-    # The features actually built from observe, observe_step and imagine_step states have that size.
+    # The features actually built from filter, filter_step and imagine_step states have that size.
     def features(params):
         wm = agent.world_model(params)
         seq, key = wm.seq, jax.random.key(0)
         embed = jnp.zeros((2, 3, wm.embed_size))
         is_first = jnp.ones((2, 3), bool)
-        _, out = seq.observe(seq.initial(2), embed, jnp.zeros((2, 3, agent.act_space.size)), is_first, key)
+        _, out = seq.filter(seq.initial(2), embed, jnp.zeros((2, 3, agent.act_space.size)), is_first, key)
         start = seq.start(out)
         nxt = seq.imagine_step(start, jnp.zeros((6, agent.act_space.size)), key)
-        _, step = seq.observe_step(seq.initial(2), embed[:, 0], is_first[:, 0], key)
+        _, step = seq.filter_step(seq.initial(2), embed[:, 0], is_first[:, 0], key)
         return [seq.policy_features(s, kind) for s in (start, nxt, step)]
 
     for feats, n in zip(jax.eval_shape(features, params), (6, 6, 2)):
@@ -617,7 +617,7 @@ def test_act_returns_valid_actions_and_carry(trained):
     for t in range(4):
         obs = obs_step(agent, n, rng, t == 0)
         obs.update(reward=np.zeros(n, np.float32), is_last=np.zeros(n, bool), log_extra=np.ones(n, np.float32))
-        action, carry = agent.act(state.params, carry, obs, jax.random.key(t))
+        carry, action = agent.act(state.params, carry, obs, jax.random.key(t))
         assert action.shape == (n, agent.act_space.size)
         check_actions(agent, action)
         assert jax.tree.structure(carry) == jax.tree.structure(agent.initial(n))
@@ -640,7 +640,7 @@ def test_policy_carry_resets_at_episode_start(make_agent, sequence, act):
     for t in range(6):
         obs = obs_step(agent, n, rng, t == 0)
         obs["is_first"] = obs["is_first"] | (rng.random(n) < 0.3)
-        _, carry = agent.act(params, carry, obs, jax.random.key(100 + t))
+        carry, _ = agent.act(params, carry, obs, jax.random.key(100 + t))
     history = carry
     episode = [obs_step(agent, n, rng, t == 0) for t in range(5)]
     keys = [jax.random.key(200 + t) for t in range(5)]
@@ -648,7 +648,7 @@ def test_policy_carry_resets_at_episode_start(make_agent, sequence, act):
     def run(carry, episode):
         actions, carries = [], []
         for obs, key in zip(episode, keys):
-            action, carry = agent.act(params, carry, obs, key)
+            carry, action = agent.act(params, carry, obs, key)
             check_actions(agent, action)
             actions.append(np.asarray(action))
             carries.append(carry)

@@ -116,7 +116,7 @@ def test_policy_act_checks_its_input(run_dir):
     policy = r2i.load(run_dir)
     carry = policy.initial(3)
     good = {"vector": np.zeros((3, 4), np.float32), "is_first": np.ones(3, bool)}
-    action, _ = policy.act(good, carry)
+    _, action = policy.act(carry, good)
     assert action.shape == (3, 2)
     assert policy.env_actions(action) == [int(np.argmax(a)) for a in action]  # r2i env: indices
     bad = [
@@ -130,7 +130,9 @@ def test_policy_act_checks_its_input(run_dir):
     ]
     for obs, message in bad:
         with pytest.raises(ConfigError, match=message.replace("(", r"\(").replace(")", r"\)").replace("[", r"\[")):
-            policy.act(obs, carry)
+            policy.act(carry, obs)
+    with pytest.raises(ConfigError, match="arguments are swapped"):
+        policy.act(good, carry)  # the order before (carry, out) became the convention
     with pytest.raises(ConfigError, match="batch_size must be a positive int"):
         policy.initial(0)
 

@@ -155,7 +155,7 @@ def test_load_eval_and_plot_a_run(tmp_path, capsys):
     policy = r2i.load(logdir)
     carry = policy.initial(3)
     obs = {"vector": np.zeros((3, 4), np.float32), "is_first": np.ones(3, bool)}
-    action, carry = policy.act(obs, carry)
+    carry, action = policy.act(carry, obs)
     assert action.shape == (3, 2) and np.all(action.sum(-1) == 1)
     assert load_config(logdir).run.steps == 40
     code, out, _ = _cli(["eval", "--logdir", str(logdir), "--episodes", "4"], capsys)

@@ -222,11 +222,11 @@ def stack_fns():
 
     @jax.jit
     def sequence(state, u, is_first, carry):
-        return nnx.merge(graph, state)(u, is_first, carry)
+        return nnx.merge(graph, state)(carry, u, is_first)
 
     @jax.jit
     def step(state, u, is_first, carry):
-        return nnx.merge(graph, state).step(u, is_first, carry)
+        return nnx.merge(graph, state).step(carry, u, is_first)
 
     return state, sequence, step
 
@@ -242,11 +242,11 @@ def _window(seed, t=T):
 def test_stack_sequence_equals_repeated_steps(stack_fns):
     state, sequence, step = stack_fns
     u, is_first, carry = _window(0)
-    out, states = sequence(state, u, is_first, carry)
+    states, out = sequence(state, u, is_first, carry)
     assert out.shape == (B, T, H) and states.shape == (B, T, NL, P) and states.dtype == jnp.complex64
     c, outs, xs = carry, [], []
     for t in range(T):
-        o, c = step(state, u[:, t], is_first[:, t], c)
+        c, o = step(state, u[:, t], is_first[:, t], c)
         outs.append(o)
         xs.append(c)
     np.testing.assert_allclose(np.asarray(out), np.stack(outs, 1), rtol=1e-4, atol=1e-4)
@@ -258,15 +258,15 @@ def test_episode_starting_mid_window_equals_episode_alone(stack_fns):
     u, _, carry = _window(1)
     start = 13
     is_first = jnp.zeros((B, T), bool).at[:, start].set(True).at[:, 4].set(True)
-    out, states = sequence(state, u, is_first, carry)
+    states, out = sequence(state, u, is_first, carry)
     # The same episode alone: its first step is the start of the window, whatever the carry.
     alone_first = jnp.zeros((B, T - start), bool).at[:, 0].set(True)
     other_carry = _complex(jax.random.PRNGKey(77), (B, NL, P), 10.0)
-    out_alone, states_alone = sequence(state, u[:, start:], alone_first, other_carry)
+    states_alone, out_alone = sequence(state, u[:, start:], alone_first, other_carry)
     np.testing.assert_allclose(np.asarray(out[:, start:]), np.asarray(out_alone), rtol=1e-5, atol=1e-5)
     np.testing.assert_allclose(np.asarray(states[:, start:]), np.asarray(states_alone), rtol=1e-5, atol=1e-5)
     # And the steps before the reset do depend on the carry (the test is not vacuous).
-    out_other, _ = sequence(state, u, is_first, other_carry)
+    _, out_other = sequence(state, u, is_first, other_carry)
     assert np.abs(np.asarray(out_other[:, :4]) - np.asarray(out[:, :4])).max() > 1e-3
 
 
@@ -275,8 +275,8 @@ def test_stack_methods_agree_in_sequence_mode(method):
     stack = ssm.S5Stack(H, P, NL, blocks=2, method=method, rngs=nnx.Rngs(2))
     ref = ssm.S5Stack(H, P, NL, blocks=2, method="sequential", rngs=nnx.Rngs(2))
     u, is_first, carry = _window(3, 16)
-    out, states = stack(u, is_first, carry)
-    out_ref, states_ref = ref(u, is_first, carry)
+    states, out = stack(carry, u, is_first)
+    states_ref, out_ref = ref(carry, u, is_first)
     np.testing.assert_allclose(np.asarray(out), np.asarray(out_ref), rtol=1e-4, atol=1e-4)
     np.testing.assert_allclose(np.asarray(states), np.asarray(states_ref), rtol=1e-4, atol=1e-4)
 
@@ -284,7 +284,7 @@ def test_stack_methods_agree_in_sequence_mode(method):
 def test_ssm_stays_float32_under_bfloat16():
     stack = ssm.S5Stack(H, P, NL, blocks=2, dtype=jnp.bfloat16, rngs=nnx.Rngs(4))
     u, is_first, carry = _window(4, 8)
-    out, states = stack(u.astype(jnp.bfloat16), is_first, carry)
+    states, out = stack(carry, u.astype(jnp.bfloat16), is_first)
     assert out.dtype == jnp.bfloat16
     assert states.dtype == jnp.complex64
     assert all(leaf.dtype == jnp.float32 for leaf in jax.tree.leaves(nnx.state(stack, ssm.SSMParam)))

@@ -2,7 +2,7 @@
 
     policy = r2i.load("runs/my-run")
     carry = policy.initial(batch_size)
-    action, carry = policy.act(obs, carry)
+    carry, action = policy.act(carry, obs)
 """
 
 __version__ = "0.1.0"

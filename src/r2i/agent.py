@@ -1,8 +1,8 @@
-"""The agent: parameters, optimisers and the two pure, jitted functions `policy` and `train`.
+"""The agent: parameters, optimisers and the two pure, jitted functions of acting and learning.
 
     state = agent.init(key)                                   # TrainState
     carry = agent.initial(num_envs)                           # recurrent state for acting
-    action, carry = agent.policy(state.params, carry, obs, key)
+    carry, action = agent.act(state.params, carry, obs, key)  # (carry, out), the order of jax.lax.scan
     state, metrics = agent.train(state, batch, key)           # donates `state`
 
 Parameter groups (one optimiser each, see `make_optimizer`): "model" (world model without the SSM maths), "ssm"
@@ -22,8 +22,8 @@ import optax
 from flax import nnx, struct
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
-from r2i import dists, distributed
-from r2i.behavior import Actor, Critic, discount_weights, imagine, lambda_returns, return_scale
+from r2i import distributed
+from r2i.behavior import Actor, Critic, imagination_losses, imagine
 from r2i.config import BehaviorConfig, ModelConfig, OptimConfig
 from r2i.dists import sg
 from r2i.errors import ConfigError
@@ -81,7 +81,7 @@ def _ssm_clip_labels(params) -> Any:
         kind = next((SSM_KINDS[n] for n in reversed(names) if isinstance(n, str) and n in SSM_KINDS), None)
         return f"ssm_{kind}" if kind else "model"
 
-    return {g: jax.tree_util.tree_map_with_path(label, v) if g == "ssm" else jax.tree.map(lambda _: g, v)
+    return {g: jax.tree_util.tree_map_with_path(label, v) if g == "ssm" else jax.tree.map(lambda _, g=g: g, v)
             for g, v in params.items()}
 
 
@@ -153,11 +153,12 @@ class Agent:
         self.devices = jax.devices()
         self.mesh = Mesh(np.array(self.devices), ("data",)) if len(self.devices) > 1 else None
         self.train = jax.jit(self._train, donate_argnums=0)
-        self.policy = jax.jit(self._policy, static_argnames="mode")
+        # `act` runs this jitted step on exactly the inputs the agent reads (benchmarks lower it directly).
+        self.act_step = jax.jit(self._act_step, static_argnames="mode")
         self.loss_terms = jax.jit(self._loss_terms)
 
     @classmethod
-    def from_config(cls, config, obs_space: dict[str, Space], act_space: ActionSpace) -> "Agent":
+    def from_config(cls, config, obs_space: dict[str, Space], act_space: ActionSpace) -> Agent:
         return cls(config.model, config.behavior, config.optim, obs_space, act_space)
 
     # -- construction --------------------------------------------------------------------------------------------------
@@ -244,94 +245,71 @@ class Agent:
         """Acting carry for `batch` environments (sequence-model carry: previous z, a and recurrent state)."""
         return self._abstract_seq.initial(batch)
 
-    def _policy(self, params, carry, obs, key, mode="sample"):
-        """obs: observation keys (N, …) and "is_first" (N,) → action (N, A) float32, new carry."""
+    def _act_step(self, params, carry, obs, key, mode="sample"):
+        """obs: observation keys (N, …) and "is_first" (N,) → new carry, action (N, A) float32."""
         wm, actor = self.world_model(params), self.actor(params)
         k_obs, k_act = jax.random.split(key)
-        carry, state = wm.seq.observe_step(carry, wm.encode(obs), obs["is_first"], k_obs)
+        carry, state = wm.seq.filter_step(carry, wm.encode(obs), obs["is_first"], k_obs)
         action, _, _ = actor(wm.seq.policy_features(state, self.policy_inputs), k_act, mode)
         # The straight-through sample is a one-hot only up to rounding; the env and the replay get an exact one.
         # Continuous actions: the actor's a·sg(1/max(1, |a|)) is clip(a) up to rounding; clip exactly for the env.
         action = jnp.round(action) if self.act_space.discrete else jnp.clip(action.astype(jnp.float32), -1.0, 1.0)
-        return action, {**carry, "a": action}
+        return {**carry, "a": action}, action
 
     def act(self, params, carry, obs: dict, key, mode: str = "sample"):
-        """`policy` on a dict that may hold extra keys (reward, log_…): only what the agent reads is passed."""
+        """One policy step for N environments: obs (a step dict, N rows; extra keys such as reward or log_… are not
+        passed on) → (new carry, action (N, A) float32). mode: 'sample' or 'greedy'."""
         inputs = {k: obs[k] for k in self.obs_keys}
         inputs["is_first"] = obs["is_first"]
-        return self.policy(distributed.host_local(params), carry, inputs, key, mode=mode)
+        return self.act_step(distributed.host_local(params), carry, inputs, key, mode=mode)
 
     # -- learning ------------------------------------------------------------------------------------------------------
 
     def _loss_terms(self, params, slow_critic, retnorm, batch, key):
-        """World-model, actor and critic losses (each reaching only its own parameters) and metrics."""
-        cfg = self.behavior_cfg
+        """World-model, actor and critic losses (each reaching only its own parameters), new retnorm, metrics."""
         k_obs, k_img, k_pick = jax.random.split(key, 3)
-        b, t = batch["is_first"].shape
         wm = self.world_model(params)
-        wm_loss, (_, out, metrics) = wm.loss(batch, wm.seq.initial(b), k_obs)
+        wm_loss, (_, out, metrics) = wm.loss(batch, wm.seq.initial(batch["is_first"].shape[0]), k_obs)
+        start, cont0 = self._imagination_starts(wm.seq, out, batch, k_pick)
+        traj = self._imagine(params, slow_critic, start, k_img)
+        losses, retnorm, behavior_metrics = imagination_losses(traj, cont0, retnorm, self.behavior_cfg,
+                                                               discrete=self.act_space.discrete)
+        metrics.update(behavior_metrics)
+        return {"model": wm_loss, **losses}, retnorm, metrics
 
-        # Imagination: the world model is frozen (sg on its parameters and on the start states).
-        frozen = nnx.merge(self.wm_graph, sg(params["ssm"]), sg(params["model"]))
-        seq = frozen.seq
+    def _imagination_starts(self, seq, out, batch, key):
+        """Start states of imagination from the world model's filter outputs: all B·T posterior states, or
+        `behavior.imag_starts` of them drawn at random. Returns (start state with leading axis N, stop-gradient;
+        cont0 (N,) float32, 1 − is_terminal of each start)."""
+        b, t = batch["is_first"].shape
+        count = self.behavior_cfg.imag_starts
         start = jax.tree.map(sg, seq.start(out))
         cont0 = 1.0 - batch["is_terminal"].reshape(-1).astype(jnp.float32)
-        if cfg.imag_starts and cfg.imag_starts < b * t:
-            pick = jax.random.permutation(k_pick, b * t)[: cfg.imag_starts]
+        if count and count < b * t:
+            pick = jax.random.permutation(key, b * t)[:count]
             start = jax.tree.map(lambda v: v[pick], start)
             cont0 = cont0[pick]
-        actor, critic = self.actor(params), self.critic(params["critic"])
-        frozen_critic = self.critic(sg(params["critic"]))
-        rollout = functools.partial(imagine, frozen, actor, critic, frozen_critic, self.critic(slow_critic),
-                                    horizon=cfg.horizon, policy_inputs=self.policy_inputs, cont=cfg.imag_cont)
-        n = start["z"].shape[0]
-        if cfg.imag_chunk and n > cfg.imag_chunk and n % cfg.imag_chunk == 0:
-            # Roll out the starts in chunks, one after the other: the same work, with working sets that stay in the
-            # CPU's caches (measured by `r2i bench train`).
-            chunks = n // cfg.imag_chunk
-            split = jax.tree.map(lambda v: v.reshape((chunks, cfg.imag_chunk) + v.shape[1:]), start)
-            traj = jax.lax.map(lambda args: rollout(args[0], key=args[1]), (split, jax.random.split(k_img, chunks)))
-            # (chunks, H, chunk, …) → (H, N, …); last_value (chunks, chunk) → (N,)
-            traj = {k: jnp.moveaxis(v, 0, 1).reshape((cfg.horizon, n) + v.shape[3:]) if k != "last_value"
-                    else v.reshape((n,)) for k, v in traj.items()}
-        else:
-            traj = rollout(start, key=k_img)
-        value = jnp.concatenate([traj["value"], traj["last_value"][None]], 0)
-        cont = jnp.concatenate([cont0[None], traj["cont"]], 0)
-        returns = lambda_returns(traj["reward"], traj["cont"], value, cfg.discount, cfg.lam)
-        weights = sg(discount_weights(cont, cfg.discount))
-        retnorm, scale = return_scale(retnorm, returns, cfg)
-        advantage = (returns - value[:-1]) / scale
-        if actor.discrete:
-            actor_loss = -(traj["logp"] * sg(advantage) + cfg.entropy * traj["entropy"])
-        else:
-            actor_loss = -(advantage + cfg.entropy * traj["entropy"])
-        actor_loss = jnp.mean(weights * actor_loss)
+        return start, cont0
 
-        bins = dists.twohot_bins(critic.bins)
-        logits = traj["critic_logits"]
-        critic_loss = dists.twohot_nll(logits, sg(returns), bins) + cfg.slow_reg * dists.twohot_nll(
-            logits, sg(traj["slow_value"]), bins
-        )
-        critic_loss = jnp.mean(weights * critic_loss)
+    def _imagine(self, params, slow_critic, start, key) -> dict:
+        """`behavior.imagine` from every start with the world model frozen (stop-gradient parameters), in chunks of
+        `behavior.imag_chunk` starts when that divides N. Returns its trajectory dict over all N starts."""
+        cfg = self.behavior_cfg
+        frozen = nnx.merge(self.wm_graph, sg(params["ssm"]), sg(params["model"]))
+        rollout = functools.partial(imagine, frozen, self.actor(params), self.critic(params["critic"]),
+                                    self.critic(sg(params["critic"])), self.critic(slow_critic), horizon=cfg.horizon,
+                                    policy_inputs=self.policy_inputs, cont=cfg.imag_cont)
         n = start["z"].shape[0]
-        for name, v in {"returns": returns, "weights": weights, "logits": logits}.items():
-            assert v.shape[:2] == (cfg.horizon, n), f"{name} has shape {v.shape}, expected (H, N)=({cfg.horizon}, {n})"
-
-        metrics.update({
-            "actor/loss": actor_loss,
-            "actor/entropy": traj["entropy"].mean(),
-            "actor/return_scale": scale,
-            "actor/return_mean": returns.mean(),
-            "actor/advantage_abs": jnp.abs(advantage).mean(),
-            "critic/loss": critic_loss,
-            "critic/value_mean": value.mean(),
-            "critic/slow_value_mean": traj["slow_value"].mean(),
-            "imagine/reward_mean": traj["reward"].mean(),
-            "imagine/cont_mean": cont.mean(),
-        })
-        losses = {"model": wm_loss, "actor": actor_loss, "critic": critic_loss}
-        return losses, retnorm, metrics
+        if not (cfg.imag_chunk and n > cfg.imag_chunk and n % cfg.imag_chunk == 0):
+            return rollout(start, key=key)
+        # Roll out the starts in chunks, one after the other: the same work, with working sets that stay in the CPU's
+        # caches (measured by `r2i bench train`).
+        chunks = n // cfg.imag_chunk
+        split = jax.tree.map(lambda v: v.reshape((chunks, cfg.imag_chunk) + v.shape[1:]), start)
+        traj = jax.lax.map(lambda args: rollout(args[0], key=args[1]), (split, jax.random.split(key, chunks)))
+        # (chunks, H, chunk, …) → (H, N, …); last_value (chunks, chunk) → (N,)
+        return {k: jnp.moveaxis(v, 0, 1).reshape((cfg.horizon, n) + v.shape[3:]) if k != "last_value"
+                else v.reshape((n,)) for k, v in traj.items()}
 
     def _train(self, state: TrainState, batch: dict, key: jax.Array):
         def total(params):

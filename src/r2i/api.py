@@ -1,5 +1,5 @@
 """Python API for trained runs: `policy = r2i.load(logdir)`, then `carry = policy.initial(n)` and
-`action, carry = policy.act(obs, carry)`.
+`carry, action = policy.act(carry, obs)` (carry first, in and out: the order of `jax.lax.scan`).
 
 Observations (`obs`) are what an r2i environment returns, batched over N environments: a dict with
 
@@ -28,7 +28,7 @@ from r2i.errors import ConfigError
 class Policy:
     """A trained agent's policy with its own PRNG stream.
 
-    `act(obs, carry)` returns actions in the agent's format (float32 (N, A): one-hots for discrete spaces, [−1, 1]
+    `act(carry, obs)` returns the new carry and actions in the agent's format (float32 (N, A): one-hots for discrete spaces, [−1, 1]
     for continuous); `env_actions(action)` turns them into the environment's own action format (for Gymnasium envs
     what `gym_env.step` accepts, e.g. a Python int for a Discrete space).
     """
@@ -44,15 +44,17 @@ class Policy:
             raise ConfigError(f"policy.initial(batch_size): batch_size must be a positive int, got {batch_size!r}")
         return self.agent.initial(int(batch_size))
 
-    def act(self, obs: dict, carry: dict, mode: str | None = None):
-        """obs (see the module doc) and the carry of `initial(N)` or of the previous call → (action (N, A), carry)."""
+    def act(self, carry: dict, obs: dict, mode: str | None = None):
+        """The carry of `initial(N)` or of the previous call and obs (see the module doc) → (carry, action (N, A))."""
         mode = mode or self.mode
         if mode not in ("greedy", "sample"):
             raise ConfigError(f"policy.act: mode must be 'greedy' or 'sample', got {mode!r}")
+        if isinstance(carry, dict) and "is_first" in carry and isinstance(obs, dict) and "is_first" not in obs:
+            raise ConfigError("policy.act takes (carry, obs) and returns (carry, action); the arguments are swapped")
         inputs = self._check_obs(obs, _carry_batch(carry))
         self._key, key = jax.random.split(self._key)
-        action, carry = self.agent.act(self.params, carry, inputs, key, mode)
-        return np.asarray(action), carry
+        carry, action = self.agent.act(self.params, carry, inputs, key, mode)
+        return carry, np.asarray(action)
 
     def env_actions(self, action) -> list:
         """Agent actions (N, A) → a list of N actions in the environment's own format."""

@@ -168,3 +168,84 @@ def return_scale(state: jax.Array, returns: jax.Array, cfg: BehaviorConfig) -> t
 def discount_weights(cont: jax.Array, discount: float) -> jax.Array:
     """w_t = Π_{k≤t} (γ c_k) / γ for t = 0 … H−1 from cont (H + 1, N) of c_0 … c_H → (H, N)."""
     return jnp.cumprod(discount * cont[:-1], 0) / discount
+
+
+def actor_loss(
+    logp: jax.Array, entropy: jax.Array, advantage: jax.Array, weights: jax.Array, *, entropy_scale: float,
+    reinforce: bool,
+) -> tuple[jax.Array, dict]:
+    """L_actor = mean_{t,n} w_t · −(g_t + η H[π(·|s_t)]) with g_t = log π(a_t|s_t) · sg(A_t) (REINFORCE) or A_t.
+
+    logp, entropy: (H, N) float32, log π(a_t|s_t) (of the stop-gradient action) and the entropy at s_t;
+    advantage: (H, N) float32 A_t = (R_t − V_t) / S; weights: (H, N) float32 discount weights, stop-gradient.
+    reinforce: discrete actions (the score-function estimator; the advantage is a constant). Otherwise (continuous
+    actions) the gradient of A_t itself reaches the actor through the imagined dynamics and the λ-returns.
+    Returns (loss () float32, metrics {"actor/loss", "actor/entropy", "actor/advantage_abs"}).
+    """
+    assert logp.ndim == 2 and logp.shape == entropy.shape == advantage.shape == weights.shape, (
+        f"actor_loss: logp {logp.shape}, entropy {entropy.shape}, advantage {advantage.shape} and weights "
+        f"{weights.shape} must all be (H, N)"
+    )
+    if reinforce:
+        loss = -(logp * sg(advantage) + entropy_scale * entropy)
+    else:
+        loss = -(advantage + entropy_scale * entropy)
+    loss = jnp.mean(weights * loss)
+    metrics = {"actor/loss": loss, "actor/entropy": entropy.mean(), "actor/advantage_abs": jnp.abs(advantage).mean()}
+    return loss, metrics
+
+
+def critic_loss(
+    logits: jax.Array, returns: jax.Array, slow_value: jax.Array, weights: jax.Array, *, slow_reg: float
+) -> tuple[jax.Array, dict]:
+    """L_critic = mean_{t,n} w_t · (−ln p_v(sg(R_t) | s_t) − β_slow ln p_v(sg(v_slow(s_t)) | s_t)).
+
+    logits: (H, N, K) the critic's symlog two-hot logits at sg(s_t); returns: (H, N) float32 λ-returns R_t (target);
+    slow_value: (H, N) float32 the slow critic's value of s_t (target of the regulariser, weight β_slow = slow_reg);
+    weights: (H, N) float32 discount weights, stop-gradient. Both targets are stop-gradient here.
+    Returns (loss () float32, metrics {"critic/loss", "critic/slow_value_mean"}).
+    """
+    assert logits.ndim == 3 and logits.shape[:2] == returns.shape == slow_value.shape == weights.shape, (
+        f"critic_loss: logits {logits.shape} must be (H, N, K) and returns {returns.shape}, slow_value "
+        f"{slow_value.shape}, weights {weights.shape} (H, N)"
+    )
+    bins = dists.twohot_bins(logits.shape[-1])
+    loss = dists.twohot_nll(logits, sg(returns), bins) + slow_reg * dists.twohot_nll(logits, sg(slow_value), bins)
+    loss = jnp.mean(weights * loss)
+    return loss, {"critic/loss": loss, "critic/slow_value_mean": slow_value.mean()}
+
+
+def imagination_losses(
+    traj: dict, cont0: jax.Array, retnorm: jax.Array, cfg: BehaviorConfig, *, discrete: bool
+) -> tuple[dict, jax.Array, dict]:
+    """Actor and critic losses of an imagined trajectory (DreamerV3's `imag_loss`).
+
+    traj: the dict of `imagine` over N starts ((H, N) arrays, "critic_logits" (H, N, K), "last_value" (N,));
+    cont0: (N,) float32 continue flag of the start states (1 − is_terminal); retnorm: (2,) float32 return-percentile
+    EMA state (`return_scale`); discrete: the action space is discrete (REINFORCE, see `actor_loss`).
+    Returns ({"actor": (), "critic": ()} losses, new retnorm (2,), metrics dict of scalars).
+    """
+    n = traj["reward"].shape[1]
+    assert cont0.shape == (n,) and traj["last_value"].shape == (n,), (
+        f"imagination_losses: cont0 {cont0.shape} and last_value {traj['last_value'].shape} must be (N,)=({n},)"
+    )
+    value = jnp.concatenate([traj["value"], traj["last_value"][None]], 0)
+    cont = jnp.concatenate([cont0[None], traj["cont"]], 0)
+    returns = lambda_returns(traj["reward"], traj["cont"], value, cfg.discount, cfg.lam)
+    weights = sg(discount_weights(cont, cfg.discount))
+    retnorm, scale = return_scale(retnorm, returns, cfg)
+    advantage = (returns - value[:-1]) / scale
+    actor, actor_metrics = actor_loss(traj["logp"], traj["entropy"], advantage, weights, entropy_scale=cfg.entropy,
+                                      reinforce=discrete)
+    critic, critic_metrics = critic_loss(traj["critic_logits"], returns, traj["slow_value"], weights,
+                                         slow_reg=cfg.slow_reg)
+    metrics = {
+        **actor_metrics,
+        "actor/return_scale": scale,
+        "actor/return_mean": returns.mean(),
+        **critic_metrics,
+        "critic/value_mean": value.mean(),
+        "imagine/reward_mean": traj["reward"].mean(),
+        "imagine/cont_mean": cont.mean(),
+    }
+    return {"actor": actor, "critic": critic}, retnorm, metrics

@@ -84,6 +84,8 @@ class ModelConfig:
     kl_free: float = opt(1.0, "free nats of both KL terms")
     kl_dyn: float = opt(0.5, "β_dyn: weight of KL[sg(q) ‖ p]")
     kl_rep: float = opt(0.1, "β_rep: weight of KL[q ‖ sg(p)]")
+    loss_scales: dict = opt({}, "weights of the prediction losses, e.g. {reward: 2.0}: keys vector, image (decoders), "
+                            "reward, cont; unset = 1.0 (the KL terms: kl_dyn, kl_rep)")
     policy_inputs: str = opt("hidden", "actor/critic inputs: 'output' (z,h), 'hidden' (z,x) or 'full' (z,h,x)")
     dtype: str = opt("auto", "compute dtype: 'auto' (float32 on CPU, bfloat16 on GPU/TPU), 'float32', 'bfloat16'")
 
@@ -174,6 +176,10 @@ class Config:
     behavior: BehaviorConfig = opt(BehaviorConfig(), "actor-critic")
     optim: OptimConfig = opt(OptimConfig(), "optimisers")
 
+
+# The world model's prediction-loss terms that `model.loss_scales` may weight (r2i.worldmodel declares every term's
+# scale from it, and checks that its loss terms and scales match).
+LOSS_SCALE_TERMS = ("vector", "image", "reward", "cont")
 
 # ----------------------------------------------------------------------------------------------------------------------
 # Conversion between dataclasses, nested dicts and dotted keys
@@ -392,6 +398,12 @@ def validate(config: Config) -> None:
         if not (low <= value < high or closed_high and value == high):
             raise ConfigError(f"config key '{key}' must be in [{low}, {high}{']' if closed_high else ')'}, got {value}")
     model, behavior, run = config.model, config.behavior, config.run
+    for term, scale in model.loss_scales.items():
+        if term not in LOSS_SCALE_TERMS:
+            raise ConfigError(f"config key 'model.loss_scales' has no term {term!r}; valid: {', '.join(LOSS_SCALE_TERMS)}"
+                              " (the KL terms are weighted by model.kl_dyn and model.kl_rep)")
+        if isinstance(scale, bool) or not isinstance(scale, (int, float)) or not math.isfinite(scale) or scale < 0:
+            raise ConfigError(f"config key 'model.loss_scales.{term}' must be a finite number >= 0, got {scale!r}")
 
     def require(ok: bool, message: str) -> None:
         if not ok:

@@ -297,7 +297,7 @@ class Trainer:
         )
 
     def _act(self, mode: str = "sample") -> np.ndarray:
-        action, self.carry = self.agent.act(self.state.params, self.carry, self.obs, dist.local_key(self._next_key()),
+        self.carry, action = self.agent.act(self.state.params, self.carry, self.obs, dist.local_key(self._next_key()),
                                             mode)
         action = np.asarray(action)
         if self.counters.env_steps < self.config.run.prefill:
@@ -478,7 +478,7 @@ def evaluate(agent: Agent, params, config: Config, episodes: int, mode: str, key
         active = np.ones(num, bool)
         while active.any():
             key, sub = jax.random.split(key)
-            action, carry = agent.act(params, carry, obs, sub, mode)
+            carry, action = agent.act(params, carry, obs, sub, mode)
             obs = driver.step(np.asarray(action))
             if frames is not None:
                 frames.append(np.where(active[:, None, None, None], obs[image], 0).astype(np.uint8))

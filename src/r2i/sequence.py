@@ -1,21 +1,24 @@
 """Sequence models behind one interface: S3M (R2I's S5 stack) and RSSM-GRU (DreamerV3's baseline).
 
-Both offer:
+Both offer the functions below; every step-like one takes and returns the carry first, `(carry, …) → (carry, out)` as
+`jax.lax.scan` does. *Filtering* is inferring the posterior states from the observations so far (DreamerV3 calls it
+`observe`; in r2i `observe` is the environment adapters' word for building an observation); *imagining* steps the
+prior without observations.
 
 * `initial(batch)` → carry, the recurrent state between calls: {"z": (B, Z), "a": (B, A), plus "x": (B, N, P) complex64
   for S3M or "h": (B, D) for the GRU}. `z` and `a` are the previous latent and action.
-* `observe(carry, embed, action, is_first, key)` over a window: embed (B, T, E), action (B, T, A) with a_t taken at
+* `filter(carry, embed, action, is_first, key)` over a window: embed (B, T, E), action (B, T, A) with a_t taken at
   obs_t (the model consumes a_{t−1}), is_first (B, T) → (carry, out) with out = {"h": (B, T, D), "z": (B, T, Z),
   "post": (B, T, S, C) and "prior": (B, T, S, C) log-probabilities, "x" (S3M only): (B, T, N, P)}.
   S3M runs it in parallel over T (the posterior depends on the observation only); the GRU runs a scan.
-* `observe_step(carry, embed, is_first, key)` for acting, one step: embed (B, E), is_first (B,) → (carry, out) with
+* `filter_step(carry, embed, is_first, key)` for acting, one step: embed (B, E), is_first (B,) → (carry, out) with
   out = {"h", "z", ("x")}. The caller writes the chosen action into carry["a"].
-* `start(out)` → imagination state {"h": (N, D), "z": (N, Z), ("x": (N, N_l, P))} from observe outputs flattened.
+* `start(out)` → imagination state {"h": (N, D), "z": (N, Z), ("x": (N, N_l, P))} from filter outputs flattened.
 * `imagine_step(state, action, key)` → next state from the prior: state as from `start`, action (N, A).
 * `policy_features(state, kind)` → list of arrays that the actor and critic read (see `feature_size`).
 
-At an episode start (is_first_t) the model starts from its initial state, identically in `observe` and
-`observe_step` and therefore in training and acting: S3M replaces the previous latent and action by zeros and the
+At an episode start (is_first_t) the model starts from its initial state, identically in `filter` and
+`filter_step` and therefore in training and acting: S3M replaces the previous latent and action by zeros and the
 SSM state by x_init (inside the scan); the GRU uses DreamerV3's initial state (h0, the prior's mode at h0, action 0).
 """
 
@@ -29,6 +32,7 @@ from r2i import dists
 from r2i.config import ModelConfig
 from r2i.nets import MLP, Dense
 from r2i.ssm import S5Stack
+
 
 def _mask(x: jax.Array, is_first: jax.Array) -> jax.Array:
     """Zero x (..., F) where is_first (...) is set."""
@@ -90,20 +94,20 @@ class S3M(_Latent):
     def _input(self, z_prev, a_prev, is_first):
         return self.inp([_mask(z_prev, is_first), _mask(a_prev, is_first)])
 
-    def observe(self, carry, embed, action, is_first, key):
+    def filter(self, carry, embed, action, is_first, key):
         post = self._logp(self.posterior_net(embed))
         z = self._sample(key, post)
         u = self._input(_shift(carry["z"], z), _shift(carry["a"], action), is_first)
-        y, x = self.stack(u, is_first, carry["x"])
+        x, y = self.stack(carry["x"], u, is_first)
         h = jax.nn.silu(self.out(y))
         out = {"h": h, "z": z, "post": post, "prior": self.prior(h), "x": x}
         new = {"x": x[:, -1], "z": z[:, -1].astype(jnp.float32), "a": action[:, -1].astype(jnp.float32)}
         return new, out
 
-    def observe_step(self, carry, embed, is_first, key):
+    def filter_step(self, carry, embed, is_first, key):
         z = self._sample(key, self._logp(self.posterior_net(embed)))
         u = self._input(carry["z"], carry["a"], is_first)
-        y, x = self.stack.step(u, is_first, carry["x"])
+        x, y = self.stack.step(carry["x"], u, is_first)
         h = jax.nn.silu(self.out(y))
         return {"x": x, "z": z, "a": carry["a"]}, {"h": h, "z": z, "x": x}
 
@@ -114,7 +118,7 @@ class S3M(_Latent):
     def imagine_step(self, state, action, key):
         u = self.inp([state["z"], action])
         no_reset = jnp.zeros(u.shape[:1], bool)
-        y, x = self.stack.step(u, no_reset, state["x"])
+        x, y = self.stack.step(state["x"], u, no_reset)
         h = jax.nn.silu(self.out(y))
         z = self._sample(key, self.prior(h))
         return {"h": h, "z": z, "x": x}
@@ -181,12 +185,12 @@ class RSSM(_Latent):
         z = jnp.where(is_first[:, None], z0, carry["z"])
         return h, z, _mask(carry["a"], is_first)
 
-    def observe_step(self, carry, embed, is_first, key):
+    def filter_step(self, carry, embed, is_first, key):
         h = self._cell(*self._reset(carry, is_first))
         z = self._sample(key, self._logp(self.posterior_net([h, embed])))
         return {"h": h, "z": z, "a": carry["a"]}, {"h": h, "z": z}
 
-    def observe(self, carry, embed, action, is_first, key):
+    def filter(self, carry, embed, action, is_first, key):
         def step(carry, inputs):
             embed_t, action_t, first_t, key_t = inputs
             h = self._cell(*self._reset(carry, first_t))

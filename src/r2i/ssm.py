@@ -8,7 +8,8 @@ Notation (one layer): H real input/output channels, P complex states.
 Everything in this module runs in float32 / complex64, whatever the compute dtype of the surrounding network: the
 recurrence multiplies hundreds of factors |Λ̄| < 1 together, which bfloat16 cannot represent faithfully.
 
-Shapes in docstrings: B batch, T time, H channels, P states, N layers.
+Shapes in docstrings: B batch, T time, H channels, P states, N layers. The layers take and return their state first,
+in the order of `jax.lax.scan`: `layer(carry, u, is_first) → (states, y)`, `layer.step(x, u, is_first) → (x, y)`.
 """
 
 from __future__ import annotations
@@ -328,25 +329,26 @@ class S5Layer(nnx.Module):
         """Re(C̃x) + D⊙u: x (..., P) complex64, u (..., H) float32 → (..., H) float32."""
         return x.real @ self.c_re[...].T - x.imag @ self.c_im[...].T + self.d[...] * u
 
-    def __call__(self, u: jax.Array, is_first: jax.Array, x_carry: jax.Array) -> tuple[jax.Array, jax.Array]:
-        """Sequence mode.
+    def __call__(self, x_carry: jax.Array, u: jax.Array, is_first: jax.Array) -> tuple[jax.Array, jax.Array]:
+        """Sequence mode, (carry, inputs) → (states, outputs) in the order of `jax.lax.scan`.
 
         Args:
-          u: (B, T, H) inputs (cast to float32); is_first: (B, T) bool; x_carry: (B, P) complex64.
+          x_carry: (B, P) complex64 state after the previous window; u: (B, T, H) inputs (cast to float32);
+          is_first: (B, T) bool.
         Returns:
-          y: (B, T, H) float32 outputs; x: (B, T, P) complex64 states.
+          x: (B, T, P) complex64 states (x[:, −1] is the next window's carry); y: (B, T, H) float32 outputs.
         """
         u = u.astype(jnp.float32)
         lam_bar, b_bar = self.discrete()
         x = linear_recurrence(lam_bar, self._input(b_bar, u), is_first, x_carry, self.x_init(), self.method)
-        return self._output(x, u), x
+        return x, self._output(x, u)
 
-    def step(self, u: jax.Array, is_first: jax.Array, x: jax.Array) -> tuple[jax.Array, jax.Array]:
-        """Step mode: u (B, H), is_first (B,) bool, x (B, P) complex64 → y (B, H) float32, new x (B, P) complex64."""
+    def step(self, x: jax.Array, u: jax.Array, is_first: jax.Array) -> tuple[jax.Array, jax.Array]:
+        """Step mode: x (B, P) complex64, u (B, H), is_first (B,) bool → new x (B, P) complex64, y (B, H) float32."""
         u = u.astype(jnp.float32)
         lam_bar, b_bar = self.discrete()
         x = recurrence_step(lam_bar, self._input(b_bar, u), is_first, x, self.x_init())
-        return self._output(x, u), x
+        return x, self._output(x, u)
 
 
 class S5Block(nnx.Module):
@@ -365,15 +367,15 @@ class S5Block(nnx.Module):
         v = value * jax.nn.sigmoid(gate)
         return self.norm(u.astype(self.dtype) + v)
 
-    def __call__(self, u, is_first, x_carry):
-        """u (B, T, H), is_first (B, T), x_carry (B, P) → out (B, T, H) dtype, states (B, T, P) complex64."""
-        y, x = self.ssm(u, is_first, x_carry)
-        return self._mix(u, y), x
+    def __call__(self, x_carry, u, is_first):
+        """x_carry (B, P), u (B, T, H), is_first (B, T) → states (B, T, P) complex64, out (B, T, H) dtype."""
+        x, y = self.ssm(x_carry, u, is_first)
+        return x, self._mix(u, y)
 
-    def step(self, u, is_first, x):
-        """u (B, H), is_first (B,), x (B, P) → out (B, H) dtype, new x (B, P) complex64."""
-        y, x = self.ssm.step(u, is_first, x)
-        return self._mix(u, y), x
+    def step(self, x, u, is_first):
+        """x (B, P), u (B, H), is_first (B,) → new x (B, P) complex64, out (B, H) dtype."""
+        x, y = self.ssm.step(x, u, is_first)
+        return x, self._mix(u, y)
 
 
 class S5Stack(nnx.Module):
@@ -390,24 +392,25 @@ class S5Stack(nnx.Module):
         """Zero carry (B, N, P) complex64. With is_first set on the first step, the learned x_init takes over."""
         return jnp.zeros((batch, self.layers, self.state), jnp.complex64)
 
-    def __call__(self, u, is_first, carry):
+    def __call__(self, carry, u, is_first):
         """Sequence mode.
 
         Args:
-          u: (B, T, H); is_first: (B, T) bool; carry: (B, N, P) complex64 states after the previous window.
+          carry: (B, N, P) complex64 states after the previous window; u: (B, T, H); is_first: (B, T) bool.
         Returns:
-          out: (B, T, H) in the compute dtype; states: (B, T, N, P) complex64, every layer's x_t.
+          states: (B, T, N, P) complex64, every layer's x_t (states[:, −1] is the next window's carry);
+          out: (B, T, H) in the compute dtype.
         """
         states = []
         for i, block in enumerate(self.blocks):
-            u, x = block(u, is_first, carry[:, i])
+            x, u = block(carry[:, i], u, is_first)
             states.append(x)
-        return u, jnp.stack(states, axis=2)
+        return jnp.stack(states, axis=2), u
 
-    def step(self, u, is_first, carry):
-        """Step mode: u (B, H), is_first (B,) bool, carry (B, N, P) → out (B, H), new carry (B, N, P) complex64."""
+    def step(self, carry, u, is_first):
+        """Step mode: carry (B, N, P), u (B, H), is_first (B,) bool → new carry (B, N, P) complex64, out (B, H)."""
         new = []
         for i, block in enumerate(self.blocks):
-            u, x = block.step(u, is_first, carry[:, i])
+            x, u = block.step(carry[:, i], u, is_first)
             new.append(x)
-        return u, jnp.stack(new, axis=1)
+        return jnp.stack(new, axis=1), u

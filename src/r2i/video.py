@@ -92,8 +92,8 @@ def _open_loop(agent, params, batch: dict, key: jax.Array, context: int) -> jax.
     seq = wm.seq
     b, t = batch["is_first"].shape
     ctx = {k: v[:, :context] for k, v in batch.items()}
-    observe_key, imagine_key = jax.random.split(key)
-    _, out = seq.observe(seq.initial(b), wm.encode(ctx), ctx["action"], ctx["is_first"], observe_key)
+    filter_key, imagine_key = jax.random.split(key)
+    _, out = seq.filter(seq.initial(b), wm.encode(ctx), ctx["action"], ctx["is_first"], filter_key)
     state = seq.start({k: v[:, -1:] for k, v in out.items()})  # the state at the last context frame, (B, …)
 
     def step(state, inputs):

@@ -2,7 +2,8 @@
 
 Per step (docs/design.md §5):  loss_t = pred_t + β_dyn·max(free, KL[sg(q)‖p]) + β_rep·max(free, KL[q‖sg(p)]),
 pred_t = decoder NLL (vector: symlog MSE, images: MSE) + reward two-hot NLL + continue Bernoulli NLL,
-with heads reading feat = (h_t, z_t).
+with heads reading feat = (h_t, z_t). Each term is weighted by its declared scale (`WorldModel.loss_scales`: the
+prediction terms by `model.loss_scales`, default 1, the KL terms by β_dyn, β_rep); terms and scales must match.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import jax.numpy as jnp
 from flax import nnx
 
 from r2i import dists
-from r2i.config import ModelConfig
+from r2i.config import LOSS_SCALE_TERMS, ModelConfig
 from r2i.dists import sg
 from r2i.errors import EnvError
 from r2i.nets import MLP, ImageDecoder, ImageEncoder, zeros
@@ -38,7 +39,7 @@ class WorldModel(nnx.Module):
         self.vector_sizes = tuple(math.prod(shape) for shape in self.vector_shapes)
         self.image_channels = tuple(obs_space[k].shape[2] for k in self.image_keys)
         self.bins = cfg.reward_bins
-        self.kl_free, self.kl_dyn, self.kl_rep = cfg.kl_free, cfg.kl_dyn, cfg.kl_rep
+        self.kl_free = cfg.kl_free
         self.dtype = dtype
 
         embed = 0
@@ -60,6 +61,18 @@ class WorldModel(nnx.Module):
         self.reward = MLP(feat, cfg.reward_head.layers, cfg.reward_head.units, cfg.reward_bins, out_init=zeros,
                           dtype=dtype, rngs=rngs)
         self.cont = MLP(feat, cfg.cont_head.layers, cfg.cont_head.units, 1, dtype=dtype, rngs=rngs)
+        self.scales = self.loss_scales(cfg, bool(self.vector_keys), bool(self.image_keys))
+
+    @staticmethod
+    def loss_scales(cfg: ModelConfig, vector: bool, image: bool) -> dict[str, float]:
+        """The weight of every loss term this world model has (the decoders only for observation kinds it sees):
+        `model.loss_scales` (default 1.0) for the predictions, β_dyn and β_rep for the KL terms."""
+        scales = {term: float(cfg.loss_scales.get(term, 1.0)) for term in LOSS_SCALE_TERMS}
+        scales.update(dyn=cfg.kl_dyn, rep=cfg.kl_rep)
+        for term, present in (("vector", vector), ("image", image)):
+            if not present:
+                del scales[term]
+        return scales
 
     # -- encoding ------------------------------------------------------------------------------------------------------
 
@@ -97,13 +110,13 @@ class WorldModel(nnx.Module):
 
         batch: observation keys (B, T, …), "action" (B, T, A), "reward" (B, T) float32, "is_first", "is_last",
         "is_terminal" (B, T) bool. carry: the sequence model's carry (B, …).
-        Returns (scalar loss, (new carry, observe outputs, metrics dict of scalars)).
+        Returns (scalar loss, (new carry, filter outputs, metrics dict of scalars)).
         """
         b, t = batch["is_first"].shape
         assert batch["action"].shape[:2] == (b, t), f"action must be (B, T, A)=({b}, {t}, A), got {batch['action'].shape}"
         assert batch["reward"].shape == (b, t), f"reward must be (B, T)=({b}, {t}), got {batch['reward'].shape}"
         embed = self.encode(batch)
-        carry, out = self.seq.observe(carry, embed, batch["action"], batch["is_first"], key)
+        carry, out = self.seq.filter(carry, embed, batch["action"], batch["is_first"], key)
         h, z = out["h"], out["z"]
         assert h.shape[:2] == (b, t) and z.shape[:2] == (b, t), f"h {h.shape} and z {z.shape} must start with (B, T)"
 
@@ -125,10 +138,9 @@ class WorldModel(nnx.Module):
         kl_rep = jnp.sum(dists.categorical_kl(post, sg(prior)), -1)
         terms["dyn"] = jnp.maximum(self.kl_free, kl_dyn)
         terms["rep"] = jnp.maximum(self.kl_free, kl_rep)
-        scales = {"dyn": self.kl_dyn, "rep": self.kl_rep}
         for name, value in terms.items():
             assert value.shape == (b, t), f"world-model loss term '{name}' must be (B, T)=({b}, {t}), got {value.shape}"
-        loss = sum(scales.get(k, 1.0) * v for k, v in terms.items()).mean()
+        loss = weighted_loss(terms, self.scales)
 
         metrics = {f"model/loss_{k}": v.mean() for k, v in terms.items()}
         metrics.update({
@@ -138,3 +150,18 @@ class WorldModel(nnx.Module):
             "model/prior_entropy": jnp.sum(dists.categorical_entropy(prior), -1).mean(),
         })
         return loss, (carry, out, metrics)
+
+
+def weighted_loss(terms: dict, scales: dict) -> jax.Array:
+    """Σ_k scale_k · term_k averaged over all steps: terms {name: (B, T)}, scales {name: float}, same keys → () float32."""
+    check_scales(terms, scales)
+    return sum(scales[k] * v for k, v in terms.items()).mean()
+
+
+def check_scales(terms: dict, scales: dict) -> None:
+    """Every loss term has a declared scale and every scale a term (DreamerV3's check): a term added without a weight,
+    or a weight whose term is gone, fails at trace time with the names."""
+    assert terms.keys() == scales.keys(), (
+        f"world-model loss terms and scales differ: terms without a scale {sorted(terms.keys() - scales.keys())}, "
+        f"scales without a term {sorted(scales.keys() - terms.keys())}"
+    )

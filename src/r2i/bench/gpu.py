@@ -51,7 +51,7 @@ def acting(models, envs, size: str, extra: dict | None, repeats: int) -> None:
         for n in envs:
             obs = {"vector": np.zeros((n, train.OBS_SIZE), np.float32), "is_first": np.ones((n,), bool)}
             args = (params, agent.initial(n), obs, jax.random.key(1))
-            compile_s, median_s, _ = compile_and_time(agent.policy, args, repeats)
+            compile_s, median_s, _ = compile_and_time(agent.act_step, args, repeats)
             emit(dict(bench="gpu", part="act", model=model, envs=n, median_ms=round(median_s * 1e3, 3),
                       policy_steps_per_s=round(1 / median_s, 1), env_steps_per_s=round(n / median_s, 1),
                       compile_s=round(compile_s, 2), dtype=str(np.dtype(agent.dtype)), repeats=repeats,

@@ -1,0 +1,58 @@
+"""The world model's loss terms and their declared scales: keys match, a scale weights exactly its term, and a
+`model.loss_scales` entry for a term that does not exist is refused when the config is built."""
+
+from __future__ import annotations
+
+import jax
+import numpy as np
+import pytest
+
+from r2i.config import make_config
+from r2i.errors import ConfigError
+from r2i.worldmodel import WorldModel, check_scales, weighted_loss
+
+
+def test_scales_are_declared_for_exactly_the_terms_present():
+    cfg = make_config("default", {"model.loss_scales": "{reward: 2.5}", "model.kl_dyn": 0.8}).model
+    assert WorldModel.loss_scales(cfg, vector=True, image=False) == {
+        "vector": 1.0,
+        "reward": 2.5,
+        "cont": 1.0,
+        "dyn": 0.8,
+        "rep": cfg.kl_rep,
+    }
+    assert set(WorldModel.loss_scales(cfg, vector=False, image=True)) == {"image", "reward", "cont", "dyn", "rep"}
+
+
+def test_terms_and_scales_must_match():
+    terms = {"reward": 0, "cont": 0, "extra": 0}
+    with pytest.raises(AssertionError, match=r"terms without a scale \['extra'\], scales without a term \['rep'\]"):
+        check_scales(terms, {"reward": 1.0, "cont": 1.0, "rep": 0.1})
+    check_scales({"reward": 0}, {"reward": 1.0})
+
+
+@pytest.mark.parametrize(
+    "value,message",
+    [
+        ("{dyn: 0.8}", "config key 'model.loss_scales' has no term 'dyn'; valid: vector, image, reward, cont"),
+        ("{reward: -1}", "config key 'model.loss_scales.reward' must be a finite number >= 0, got -1"),
+        ("{cont: .nan}", "config key 'model.loss_scales.cont' must be a finite number >= 0, got nan"),
+    ],
+)
+def test_unknown_or_bad_scale_is_a_config_error(value, message):
+    with pytest.raises(ConfigError, match=message.replace("(", r"\(").replace(")", r"\)")) as info:
+        make_config("default", {"model.loss_scales": value})
+    assert "\n" not in str(info.value)
+
+
+def test_loss_scale_weights_exactly_its_term():
+    """Raising one term's scale from 1 to 3 adds exactly 2 × that term's mean to the loss."""
+    terms = {k: jax.random.uniform(jax.random.key(i), (2, 5)) for i, k in enumerate(("vector", "reward", "dyn"))}
+    scales = {"vector": 1.0, "reward": 1.0, "dyn": 0.5}
+    base = weighted_loss(terms, scales)
+    np.testing.assert_allclose(base, np.mean(terms["vector"] + terms["reward"] + 0.5 * terms["dyn"]), rtol=1e-6)
+    np.testing.assert_allclose(
+        weighted_loss(terms, {**scales, "reward": 3.0}) - base, 2.0 * np.mean(terms["reward"]), rtol=1e-5
+    )
+    with pytest.raises(AssertionError, match=r"scales without a term \['cont'\]"):
+        weighted_loss(terms, {**scales, "cont": 1.0})
