@@ -142,10 +142,10 @@ class Trainer:
 
     def _counters_state(self) -> dict:
         """The checkpoint's counters: the progress counters and the clocks' state, one flat JSON dict."""
-        state = dataclasses.asdict(self.counters)
-        for name, (clock, attribute) in CLOCKS.items():
-            state[name] = getattr(getattr(self, clock), attribute)
-        return state
+        progress = dataclasses.asdict(self.counters)
+        clocks = {name: getattr(getattr(self, clock), attribute) for name, (clock, attribute) in CLOCKS.items()}
+        counts = {key: progress.pop(key) for key in ("env_steps", "policy_steps", "updates", "episodes")}
+        return {**counts, **clocks, **progress}  # the key order of checkpoints written before the clocks existed
 
     def _load_counters(self, state: dict) -> None:
         state = dict(state)
