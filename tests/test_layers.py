@@ -20,15 +20,15 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("r2i.errors", "r2i.spaces", "r2i.runtime", "r2i.signals", "r2i.runlock", "r2i.allocator", "r2i.presets"),
     # Numerics and bookkeeping that know nothing of models or environments.
     ("r2i.dists", "r2i.nets", "r2i.config", "r2i.metrics", "r2i.video", "r2i.replay", "r2i.replay_disk",
-     "r2i.checkpoint", "r2i.distributed"),
+     "r2i.checkpoint", "r2i.distributed", "r2i.clocks", "r2i.console", "r2i.rundir", "r2i.preflight"),
     # The environment layer: protocol, adapters, checks, vector driver.
     ("r2i.envs",),
     # The model: S5 maths, sequence models, world model, actor-critic.
     ("r2i.ssm", "r2i.sequence", "r2i.worldmodel", "r2i.behavior"),
     # The agent: parameters, optimisers, the jitted policy and update.
     ("r2i.agent",),
-    # Programs built on the agent: the training loop, benchmarks, figures, sweeps.
-    ("r2i.run", "r2i.bench", "r2i.plot", "r2i.sweep"),
+    # Programs built on the agent: the training loop and evaluation, benchmarks, figures, sweeps.
+    ("r2i.loop", "r2i.evaluation", "r2i.run", "r2i.bench", "r2i.plot", "r2i.sweep"),
     # Entry points for users.
     ("r2i.api", "r2i.doctor"),
     ("r2i.cli", "r2i"),

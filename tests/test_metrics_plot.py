@@ -142,3 +142,16 @@ def test_plot_sweep(tmp_path):
         plot_sweep(tmp_path / "nan.csv", tmp_path / "nan.png")
     with pytest.raises(ValueError, match="does not exist"):
         plot_sweep(tmp_path / "missing.csv", tmp_path / "m.png")
+
+
+def test_aggregator_mask_and_missing_log_values():
+    """Only envs in the mask record the episodes they finish (an evaluation's budget); a NaN log value (an env that
+    did not report the key) is missing from the mean, and a key nobody reported a number for is NaN."""
+    agg = Aggregator("eval")
+    step = {"reward": np.array([1.0, 2.0, 3.0], np.float32), "is_first": np.zeros(3, bool),
+            "is_last": np.ones(3, bool), "log_success": np.array([1.0, np.nan, 0.0], np.float32),
+            "log_score": np.full(3, np.nan, np.float32)}
+    agg.add_steps(step, mask=np.array([True, True, False]))
+    out = agg.result()
+    assert out["eval/count"] == 2.0 and out["eval/return"] == 1.5 and out["eval/success"] == 1.0
+    assert np.isnan(out["eval/score"])

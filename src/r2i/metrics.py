@@ -212,7 +212,9 @@ class Aggregator:
 
     Episode length counts env steps (actions), i.e. observations - 1; the return sums the rewards of all but the first
     observation (whose reward is 0). The value of a `log_*` key for an episode is its value on the episode's last step
-    (environments report episode-level results such as success there).
+    (environments report episode-level results such as success there). A non-finite value there (the driver's NaN for
+    an env that did not report the key at that step) counts as missing: the mean is over the episodes that reported
+    it, and NaN when none did.
     """
 
     def __init__(self, prefix: str = "episode"):
@@ -230,11 +232,19 @@ class Aggregator:
 
     def add_episode(self, ret: float, length: int, logs: dict[str, Any] | None = None) -> None:
         episode = {"return": float(ret), "length": float(length)}
-        for key, value in to_scalars(logs or {}).items():
-            episode[key[len("log_") :] if key.startswith("log_") else key] = value
+        for key, value in (logs or {}).items():
+            try:
+                array = np.asarray(value, np.float64)
+            except (TypeError, ValueError):
+                continue
+            if array.size == 1:  # a non-finite value stays as NaN: reported, but missing from the mean
+                number = float(array.reshape(()))
+                episode[key.removeprefix("log_")] = number if math.isfinite(number) else math.nan
         self._episodes.append(episode)
 
-    def add_steps(self, step: dict[str, np.ndarray]) -> None:
+    def add_steps(self, step: dict[str, np.ndarray], mask: np.ndarray | None = None) -> None:
+        """Track a batched env step; with a bool `mask` `(num_envs,)`, only the envs where it is True record the
+        episodes they finish (an evaluation that has its episodes counts no more of them)."""
         reward = np.asarray(step["reward"], np.float64).reshape(-1)
         first = np.asarray(step["is_first"], bool).reshape(-1)
         last = np.asarray(step["is_last"], bool).reshape(-1)
@@ -242,7 +252,7 @@ class Aggregator:
             self._ret, self._len = np.zeros_like(reward), np.zeros(reward.shape, np.int64)
         self._ret = np.where(first, 0.0, self._ret + reward)
         self._len = np.where(first, 0, self._len + 1)
-        for env in np.flatnonzero(last):
+        for env in np.flatnonzero(last if mask is None else last & np.asarray(mask, bool).reshape(-1)):
             logs = {k: np.asarray(v).reshape(-1)[env] for k, v in step.items() if k.startswith("log_")}
             self.add_episode(self._ret[env], int(self._len[env]), logs)
 
@@ -251,8 +261,8 @@ class Aggregator:
         if self._episodes:
             out[f"{self.prefix}/count"] = float(len(self._episodes))
             for key in {k for episode in self._episodes for k in episode}:
-                values = [episode[key] for episode in self._episodes if key in episode]
-                out[f"{self.prefix}/{key}"] = float(np.mean(values))
+                values = [e[key] for e in self._episodes if key in e and not math.isnan(e[key])]
+                out[f"{self.prefix}/{key}"] = float(np.mean(values)) if values else math.nan
         if reset:
             self.reset()
         return out
