@@ -15,7 +15,6 @@ Log keys are present on every step (0.0 until the last step) so batches of these
 
 from __future__ import annotations
 
-
 import numpy as np
 
 from r2i.envs.base import ActionSpace, Episodic, Space

@@ -26,7 +26,6 @@ Every observation renders one frame; with `action_repeat` only the returned fram
 
 from __future__ import annotations
 
-
 import numpy as np
 
 from r2i.envs import layout

@@ -72,7 +72,7 @@ def _bare_id_hint(name: str) -> str:
     head = name.partition("/")[0]
     for prefix, names in (("r2i", BUILTINS), ("bsuite", EXPERIMENTS)):
         # Exact heads only (cutoff 1): any other bare id is Gymnasium's, however close it looks.
-        hint = did_you_mean(head, names, cutoff=1.0, show=lambda _: f"{prefix}:{name}", lead=" (")
+        hint = did_you_mean(head, names, cutoff=1.0, show=lambda _, p=prefix: f"{p}:{name}", lead=" (")
         if hint:
             return hint + ")"
     return ""
