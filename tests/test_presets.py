@@ -286,14 +286,6 @@ def test_cpu_presets_keep_the_measured_settings():
         assert (flat["optim.actor_clip"], flat["optim.critic_clip"], flat["optim.model_clip"]) == (100.0, 100.0, 1000.0)
 
 
-def test_old_ac_clip_key_still_loads():
-    """Run directories saved with optim.ac_clip resume with the same clips (actor_clip = critic_clip = ac_clip)."""
-    config = cfgmod.from_dict({"optim": {"ac_clip": 50.0}})
-    assert (config.optim.actor_clip, config.optim.critic_clip) == (50.0, 50.0)
-    with pytest.raises(ConfigError, match="optim.ssm_clip"):
-        make_config("default", {"optim.ssm_clip": "layer"})
-
-
 # ------------------------------------------------------------------------------------------------ algorithm options
 
 

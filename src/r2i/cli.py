@@ -38,26 +38,6 @@ def _train_config(args: argparse.Namespace, extra: list[str]):
     return config
 
 
-def describe_config(config) -> list[str]:
-    """'key (type) = value: doc' for every config key, with the default where the resolved value differs."""
-    import dataclasses
-
-    from r2i import config as cfgmod
-
-    def walk(node, cls, prefix):
-        hints = cfgmod._field_types(cls)
-        for f in dataclasses.fields(cls):
-            name, value, tp = f"{prefix}{f.name}", getattr(node, f.name), hints[f.name]
-            if dataclasses.is_dataclass(tp):
-                yield from walk(value, tp, name + ".")
-                continue
-            default = getattr(cls(), f.name)
-            note = "" if value == default else f" (default {default!r})"
-            yield f"{name} ({getattr(tp, '__name__', tp)}) = {value!r}{note}: {f.metadata.get('doc', '')}"
-
-    return list(walk(config, cfgmod.Config, ""))
-
-
 def _train(args: argparse.Namespace, extra: list[str]) -> int:
     from r2i import config as cfgmod
     from r2i.run import format_result, train
@@ -65,7 +45,7 @@ def _train(args: argparse.Namespace, extra: list[str]) -> int:
     config = _train_config(args, extra)
     if args.help_config:
         print(f"# resolved for --preset {args.preset or 'default'} and the overrides given")
-        print("\n".join(describe_config(config)))
+        print("\n".join(cfgmod.describe_config(config)))
         return 0
     if args.print_config:
         print(cfgmod.dump_yaml(config), end="")
