@@ -337,13 +337,7 @@ def test_c_init_scales():
 @pytest.fixture(scope="module")
 def tiny_agent():
     """A tiny S3M agent (built abstractly: nothing is compiled here)."""
-    config = make_config("default", {
-        "model.ssm.units": 8, "model.ssm.state": 4, "model.ssm.layers": 1, "model.ssm.blocks": 1, "model.deter": 8,
-        "model.hidden": 8, "model.stoch": 2, "model.classes": 4, "model.reward_bins": 15,
-        "model.ssm.learned_init": True,
-        **{f"{k}.units": 8 for k in ("model.encoder", "model.decoder", "model.reward_head", "model.cont_head",
-                                     "behavior.actor", "behavior.critic")},
-    })  # fmt: skip
+    config = make_config("tiny", {"model.ssm.learned_init": True})
     return Agent.from_config(config, {"vector": Space((3,))}, ActionSpace("discrete", nvec=(2,)))
 
 

@@ -191,6 +191,8 @@ def _bench_gpu(args: argparse.Namespace, extra: list[str]) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from r2i.config import preset_names  # YAML and the config schema only: `r2i --help` stays instant
+
     parser = argparse.ArgumentParser(prog="r2i", description="Recall to Imagine: model-based RL with S5 world models.")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
@@ -200,8 +202,8 @@ def build_parser() -> argparse.ArgumentParser:
         description="Train an agent. Any config key can be overridden as `--model.ssm.layers 5` or "
         "`model.ssm.layers=5`; `--help-config` lists them all. Re-running with the same --logdir resumes.",
     )
-    train.add_argument("--preset", help="YAML preset: default, bsuite_cpu, popgym_cpu, bsuite, popgym, memorymaze, "
-                       "atari100k, dmc (default: default, or the saved config when --logdir is a run)")
+    train.add_argument("--preset", help=f"YAML preset: {', '.join(preset_names())} (default: default, or the saved "
+                       "config when --logdir is a run)")
     train.add_argument("--env", help="environment id (config env.id), e.g. popgym:RepeatPreviousEasy")
     train.add_argument("--steps", type=int, help="env steps to train for (config run.steps)")
     train.add_argument("--logdir", help="run directory; an existing one is resumed")
