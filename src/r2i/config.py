@@ -34,34 +34,10 @@ from r2i.schema import (
 )
 
 __all__ = [
-    "CHOICES",
-    "BehaviorConfig",
-    "Config",
-    "ConfigError",
-    "EnvConfig",
-    "Key",
-    "MLPConfig",
-    "ModelConfig",
-    "OptimConfig",
-    "ReplayConfig",
-    "RunConfig",
-    "SSMConfig",
-    "apply_overrides",
-    "convert",
-    "describe_config",
-    "describe_fields",
-    "diff",
-    "dump_yaml",
-    "flatten",
-    "from_dict",
-    "load_preset",
-    "make_config",
-    "parse_overrides",
-    "preset_names",
-    "schema_keys",
-    "to_dict",
-    "valid_keys",
-    "validate",
+    "CHOICES", "BehaviorConfig", "Config", "ConfigError", "EnvConfig", "Key", "MLPConfig", "ModelConfig", "OptimConfig",
+    "ReplayConfig", "RunConfig", "SSMConfig", "apply_overrides", "convert", "describe_config", "describe_fields", "diff",
+    "dump_yaml", "flatten", "from_dict", "load_preset", "make_config", "parse_overrides", "preset_names", "schema_keys",
+    "to_dict", "valid_keys", "validate",
 ]  # fmt: skip
 
 
