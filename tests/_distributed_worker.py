@@ -32,7 +32,7 @@ if __name__ == "__main__":
     from r2i.config import make_config
     from r2i.spaces import ActionSpace, Space
 
-    config = make_config("default", TINY_RUN)
+    config = make_config("tiny", TINY_RUN)
     obs_size, actions = 4, 2  # r2i:memory_length/N's observation and actions
     agent = Agent.from_config(config, {"vector": Space((obs_size,))}, ActionSpace("discrete", nvec=(actions,)))
     state = agent.init(jax.random.key(0))

@@ -39,7 +39,7 @@ def _run_dir(tmp: Path) -> None:
     (run / "metrics.jsonl").write_text('{"step": 4, "time": 0.0}\n')
 
 
-TINY = ["model.deter=8", "model.hidden=8", "model.ssm.units=8", "model.ssm.state=4", "model.ssm.blocks=2"]
+TINY = ["--preset", "tiny"]
 
 # (id, argv with {tmp} for the test's directory, setup(tmp) or None, a fragment of the one-line message)
 CASES = [

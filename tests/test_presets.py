@@ -286,14 +286,6 @@ def test_cpu_presets_keep_the_measured_settings():
         assert (flat["optim.actor_clip"], flat["optim.critic_clip"], flat["optim.model_clip"]) == (100.0, 100.0, 1000.0)
 
 
-def test_old_ac_clip_key_still_loads():
-    """Run directories saved with optim.ac_clip resume with the same clips (actor_clip = critic_clip = ac_clip)."""
-    config = cfgmod.from_dict({"optim": {"ac_clip": 50.0}})
-    assert (config.optim.actor_clip, config.optim.critic_clip) == (50.0, 50.0)
-    with pytest.raises(ConfigError, match="optim.ssm_clip"):
-        make_config("default", {"optim.ssm_clip": "layer"})
-
-
 # ------------------------------------------------------------------------------------------------ algorithm options
 
 
@@ -345,13 +337,7 @@ def test_c_init_scales():
 @pytest.fixture(scope="module")
 def tiny_agent():
     """A tiny S3M agent (built abstractly: nothing is compiled here)."""
-    config = make_config("default", {
-        "model.ssm.units": 8, "model.ssm.state": 4, "model.ssm.layers": 1, "model.ssm.blocks": 1, "model.deter": 8,
-        "model.hidden": 8, "model.stoch": 2, "model.classes": 4, "model.reward_bins": 15,
-        "model.ssm.learned_init": True,
-        **{f"{k}.units": 8 for k in ("model.encoder", "model.decoder", "model.reward_head", "model.cont_head",
-                                     "behavior.actor", "behavior.critic")},
-    })  # fmt: skip
+    config = make_config("tiny", {"model.ssm.learned_init": True})
     return Agent.from_config(config, {"vector": Space((3,))}, ActionSpace("discrete", nvec=(2,)))
 
 

@@ -40,17 +40,12 @@ def test_episode_grid_puts_envs_side_by_side():
     assert grid.shape == (2, 4, 12, 3) and grid[1, 0, 4, 0] == 11 and grid[0, 3, 11, 0] == 2
 
 
+# The `tiny` preset (2 envs, windows of 8 steps) on an image task.
 TINY_IMAGE = {
-    "model.deter": 16, "model.hidden": 16, "model.stoch": 4, "model.classes": 4, "model.cnn_depth": 2,
-    "model.ssm.units": 16, "model.ssm.state": 8, "model.ssm.blocks": 2, "model.ssm.layers": 1,
-    "model.encoder.units": 16, "model.decoder.units": 16, "model.reward_head.units": 16, "model.cont_head.units": 16,
-    "model.reward_bins": 31, "behavior.actor.units": 16, "behavior.critic.units": 16,
-    "env.id": "r2i:memory_length/6", "env.options": "{image: true}", "env.num_envs": 2, "env.eval_envs": 2,
-    "run.batch_size": 2, "run.batch_length": 8, "run.train_ratio": 1, "run.log_every": 1000,
+    "env.id": "r2i:memory_length/6", "env.options": "{image: true}", "run.train_ratio": 1, "run.log_every": 1000,
     # prefill up to the evaluation round at env step 40 (2 + 38) and stop there: no update is compiled (an image agent's
     # first compilations cost tens of seconds on 2 cores), the round still logs both videos
     "run.prefill": 40, "run.steps": 40, "run.eval_every": 38, "run.eval_episodes": 2, "replay.capacity": 1000,
-    "behavior.imag_starts": 0,
 }  # fmt: skip
 
 
@@ -59,7 +54,7 @@ def image_run(tmp_path_factory):
     from r2i.run import Trainer
 
     logdir = tmp_path_factory.mktemp("image_run")
-    trainer = Trainer(cfgmod.make_config("default", {**TINY_IMAGE, "logdir": str(logdir)}), quiet=True)
+    trainer = Trainer(cfgmod.make_config("tiny", {**TINY_IMAGE, "logdir": str(logdir)}), quiet=True)
     result = trainer.run()
     yield trainer, result
     trainer.close()
@@ -99,7 +94,7 @@ def test_each_evaluation_round_logs_the_episodes_and_the_open_loop_prediction(im
     _, loop = images["eval/open_loop"][-1]
     assert (loop.width, loop.height) == (3 * 64, 4 * 64)  # truth | model | error, 4 replayed windows
     frames = iio.imread(loop.encoded_image_string, extension=".gif", index=None)
-    assert len(frames) == TINY_IMAGE["run.batch_length"]
+    assert len(frames) == trainer.config.run.batch_length
 
 
 def test_open_loop_imagines_without_the_later_frames(image_run):

@@ -38,26 +38,6 @@ def _train_config(args: argparse.Namespace, extra: list[str]):
     return config
 
 
-def describe_config(config) -> list[str]:
-    """'key (type) = value: doc' for every config key, with the default where the resolved value differs."""
-    import dataclasses
-
-    from r2i import config as cfgmod
-
-    def walk(node, cls, prefix):
-        hints = cfgmod._field_types(cls)
-        for f in dataclasses.fields(cls):
-            name, value, tp = f"{prefix}{f.name}", getattr(node, f.name), hints[f.name]
-            if dataclasses.is_dataclass(tp):
-                yield from walk(value, tp, name + ".")
-                continue
-            default = getattr(cls(), f.name)
-            note = "" if value == default else f" (default {default!r})"
-            yield f"{name} ({getattr(tp, '__name__', tp)}) = {value!r}{note}: {f.metadata.get('doc', '')}"
-
-    return list(walk(config, cfgmod.Config, ""))
-
-
 def _train(args: argparse.Namespace, extra: list[str]) -> int:
     from r2i import config as cfgmod
     from r2i.run import format_result, train
@@ -65,7 +45,7 @@ def _train(args: argparse.Namespace, extra: list[str]) -> int:
     config = _train_config(args, extra)
     if args.help_config:
         print(f"# resolved for --preset {args.preset or 'default'} and the overrides given")
-        print("\n".join(describe_config(config)))
+        print("\n".join(cfgmod.describe_config(config)))
         return 0
     if args.print_config:
         print(cfgmod.dump_yaml(config), end="")
@@ -211,6 +191,8 @@ def _bench_gpu(args: argparse.Namespace, extra: list[str]) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from r2i.config import preset_names  # YAML and the config schema only: `r2i --help` stays instant
+
     parser = argparse.ArgumentParser(prog="r2i", description="Recall to Imagine: model-based RL with S5 world models.")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
@@ -220,8 +202,8 @@ def build_parser() -> argparse.ArgumentParser:
         description="Train an agent. Any config key can be overridden as `--model.ssm.layers 5` or "
         "`model.ssm.layers=5`; `--help-config` lists them all. Re-running with the same --logdir resumes.",
     )
-    train.add_argument("--preset", help="YAML preset: default, bsuite_cpu, popgym_cpu, bsuite, popgym, memorymaze, "
-                       "atari100k, dmc (default: default, or the saved config when --logdir is a run)")
+    train.add_argument("--preset", help=f"YAML preset: {', '.join(preset_names())} (default: default, or the saved "
+                       "config when --logdir is a run)")
     train.add_argument("--env", help="environment id (config env.id), e.g. popgym:RepeatPreviousEasy")
     train.add_argument("--steps", type=int, help="env steps to train for (config run.steps)")
     train.add_argument("--logdir", help="run directory; an existing one is resumed")

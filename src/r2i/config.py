@@ -1,205 +1,90 @@
-"""Typed configuration: dataclasses with a one-line doc per field, YAML presets, dotted overrides, validation.
+"""Configuration machinery over the schema in `r2i.schema`: YAML presets, dotted overrides, type conversion,
+validation, comparison and description. The schema's classes are re-exported here (`from r2i.config import Config`).
 
-Where the official R2I code differs from a default (SSM discretisation, initial state and C̃ init, imagined
-continuation, SSM gradient clip), the default is what the CPU presets were measured with and each field's doc names the
-official value; the paper presets set the official values (see the README's "Paper presets").
-
-A configuration is built as: dataclass defaults (DreamerV3 / R2I algorithm settings at small sizes) ← preset YAML (`src/r2i/presets/NAME.yaml`)
-← command-line overrides (`--model.ssm.layers 5` or `model.ssm.layers=5`). Unknown keys are rejected with the nearest
-valid name; every value is converted to the field's type.
+A configuration is built as: dataclass defaults (DreamerV3 / R2I algorithm settings at small sizes) ← preset YAML
+(`src/r2i/presets/NAME.yaml`) ← command-line overrides (`--model.ssm.layers 5` or `model.ssm.layers=5`). Unknown keys
+are rejected with the nearest valid name; every value is converted to its field's type and checked against the values
+its field allows; then the rules that tie several fields together are checked.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import importlib.resources
 import math
 import types
 import typing
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import yaml
 
-from r2i.errors import ConfigError
+from r2i.errors import ConfigError, did_you_mean
+from r2i.schema import (
+    LOSS_SCALE_TERMS,
+    Allowed,
+    BehaviorConfig,
+    Config,
+    EnvConfig,
+    MLPConfig,
+    ModelConfig,
+    OptimConfig,
+    ReplayConfig,
+    RunConfig,
+    SSMConfig,
+)
 
-
-def opt(default: Any, doc: str):
-    """A dataclass field with a default and a one-line description (shown by `r2i train --help-config`)."""
-    if isinstance(default, (dict, list)) or dataclasses.is_dataclass(default):
-        return field(default_factory=lambda: _copy(default), metadata={"doc": doc})
-    return field(default=default, metadata={"doc": doc})
-
-
-def _copy(value):
-    if dataclasses.is_dataclass(value):
-        return dataclasses.replace(value)
-    return type(value)(value)
+__all__ = [
+    "CHOICES", "LOSS_SCALE_TERMS", "BehaviorConfig", "Config", "ConfigError", "EnvConfig", "Key", "MLPConfig", "ModelConfig", "OptimConfig",
+    "ReplayConfig", "RunConfig", "SSMConfig", "apply_overrides", "convert", "describe_config", "describe_fields", "diff",
+    "dump_yaml", "flatten", "from_dict", "load_preset", "make_config", "parse_overrides", "preset_names", "schema_keys",
+    "to_dict", "valid_keys", "validate",
+]  # fmt: skip
 
 
 # ----------------------------------------------------------------------------------------------------------------------
-# The configuration tree
+# The schema as dotted keys
 # ----------------------------------------------------------------------------------------------------------------------
 
 
-@dataclass
-class MLPConfig:
-    layers: int = opt(1, "hidden layers (Linear → LayerNorm → SiLU)")
-    units: int = opt(128, "units per hidden layer")
+@dataclass(frozen=True)
+class Key:
+    """One settable dotted key of the schema, e.g. 'model.ssm.layers' (int, default 2)."""
+
+    name: str
+    type: Any
+    default: Any
+    doc: str
+    allowed: Allowed
 
 
-@dataclass
-class SSMConfig:
-    units: int = opt(128, "H: channels of every S5 layer (width of the sequence model)")
-    state: int = opt(64, "P: complex states per layer")
-    layers: int = opt(2, "number of stacked S5 blocks")
-    blocks: int = opt(4, "HiPPO-N blocks the P states are split into (P must be divisible by it)")
-    discretization: str = opt("zoh", "'zoh' or 'bilinear' (official R2I: bilinear, except bsuite: zoh)")
-    learned_init: bool = opt(False, "learn the episode-start state x_init instead of zeros (official R2I: learned, except "
-                             "bsuite: zeros)")
-    c_init: str = opt("fan_in_p", "C̃ = C·V with C drawn as: 'fan_in_p' normal, std 1/√P (S5 paper; the CPU presets) or "
-                      "'fan_in_ph' truncated LeCun normal over the whole (H, P, 2) array, std 1/√(P·H) (official R2I)")
-    dt_min: float = opt(1e-3, "lower bound of the initial step sizes Δ")
-    dt_max: float = opt(1e-1, "upper bound of the initial step sizes Δ")
-    method: str = opt("auto", "scan over time: 'auto' (per backend), 'sequential' or 'associative'")
+def schema_keys(cls=Config, prefix: str = "") -> dict[str, Key]:
+    """Every settable dotted key of `cls`, in declaration order: sections are flattened, dict fields stay whole."""
+    keys = {}
+    hints, defaults = typing.get_type_hints(cls), cls()
+    for f in dataclasses.fields(cls):
+        name, tp = f"{prefix}{f.name}", hints[f.name]
+        if dataclasses.is_dataclass(tp):
+            keys.update(schema_keys(tp, name + "."))
+        else:
+            keys[name] = Key(name, tp, getattr(defaults, f.name), f.metadata["doc"], f.metadata["allowed"])
+    return keys
 
 
-@dataclass
-class ModelConfig:
-    sequence: str = opt("s3m", "sequence model: 's3m' (S5 stack, R2I) or 'gru' (DreamerV3 RSSM)")
-    deter: int = opt(128, "size of h_t (S3M: projection of the stack output; GRU: recurrent state)")
-    hidden: int = opt(128, "units of the posterior and prior layers (and of the GRU's input layer)")
-    stoch: int = opt(16, "number of categorical latent variables")
-    classes: int = opt(16, "classes per categorical latent variable")
-    unimix: float = opt(0.01, "uniform mixture of the latent categoricals")
-    ssm: SSMConfig = opt(SSMConfig(), "S5 stack (used when sequence='s3m')")
-    learned_initial_gru: bool = opt(True, "GRU: learn the episode-start state (DreamerV3)")
-    encoder: MLPConfig = opt(MLPConfig(), "MLP over the symlog'd vector observations")
-    decoder: MLPConfig = opt(MLPConfig(), "MLP of the vector-observation decoder")
-    cnn_depth: int = opt(16, "channels of the first conv layer of the image encoder/decoder (d, 2d, 4d, 8d)")
-    reward_head: MLPConfig = opt(MLPConfig(), "reward predictor")
-    cont_head: MLPConfig = opt(MLPConfig(), "continue predictor")
-    reward_bins: int = opt(255, "bins of the symlog two-hot reward and value distributions")
-    kl_free: float = opt(1.0, "free nats of both KL terms")
-    kl_dyn: float = opt(0.5, "β_dyn: weight of KL[sg(q) ‖ p]")
-    kl_rep: float = opt(0.1, "β_rep: weight of KL[q ‖ sg(p)]")
-    loss_scales: dict = opt({}, "weights of the prediction losses, e.g. {reward: 2.0}: keys vector, image (decoders), "
-                            "reward, cont; unset = 1.0 (the KL terms: kl_dyn, kl_rep)")
-    policy_inputs: str = opt("hidden", "actor/critic inputs: 'output' (z,h), 'hidden' (z,x) or 'full' (z,h,x)")
-    dtype: str = opt("auto", "compute dtype: 'auto' (float32 on CPU, bfloat16 on GPU/TPU), 'float32', 'bfloat16'")
+_KEYS = schema_keys()
+_DICT_FIELDS = {name for name, key in _KEYS.items() if key.type is dict or typing.get_origin(key.type) is dict}
+# The keys with a fixed set of values: {'model.sequence': ('s3m', 'gru'), …}.
+CHOICES = {name: key.allowed.choices for name, key in _KEYS.items() if key.allowed.choices is not None}
 
 
-@dataclass
-class BehaviorConfig:
-    horizon: int = opt(15, "imagination horizon H")
-    discount: float = opt(1 - 1 / 333, "γ")
-    lam: float = opt(0.95, "λ of the λ-returns")
-    actor: MLPConfig = opt(MLPConfig(), "actor network")
-    critic: MLPConfig = opt(MLPConfig(), "critic network")
-    entropy: float = opt(3e-4, "actor entropy bonus η")
-    actor_unimix: float = opt(0.01, "uniform mixture of discrete actor distributions")
-    min_std: float = opt(0.1, "continuous actor: minimum standard deviation")
-    max_std: float = opt(1.0, "continuous actor: maximum standard deviation")
-    slow_critic_fraction: float = opt(0.02, "EMA rate of the slow critic")
-    slow_reg: float = opt(1.0, "weight of the critic's regulariser towards the slow critic")
-    retnorm_decay: float = opt(0.99, "EMA decay of the return percentiles")
-    retnorm_low: float = opt(0.05, "lower return percentile")
-    retnorm_high: float = opt(0.95, "upper return percentile")
-    imag_starts: int = opt(0, "imagination starts per update: 0 = every posterior state of the batch (B·L)")
-    imag_chunk: int = opt(0, "roll out the starts in chunks of this many (same maths, smaller working sets); 0 = all at once")
-    imag_cont: str = opt("prob", "imagined continuation ĉ: 'prob' the continue head's Bernoulli probability (the CPU "
-                         "presets) or 'mode' its mode, 0 or 1 (official R2I / DreamerV3 2023)")
+def valid_keys(cls=Config, prefix: str = "") -> dict[str, Any]:
+    """Every settable dotted key of `cls` with its type."""
+    return {name: key.type for name, key in schema_keys(cls, prefix).items()}
 
-
-@dataclass
-class OptimConfig:
-    model_lr: float = opt(1e-4, "world-model learning rate")
-    model_eps: float = opt(1e-8, "world-model Adam epsilon")
-    model_clip: float = opt(1000.0, "world-model global-norm gradient clip")
-    ssm_lr: float = opt(0.0, "learning rate of the SSM parameters (Λ, B̃, C̃, D, log Δ); 0 = model_lr")
-    actor_lr: float = opt(3e-5, "actor learning rate")
-    critic_lr: float = opt(3e-5, "critic learning rate")
-    ssm_clip: str = opt("model", "SSM gradient clip: 'model' inside the world model's global norm (the CPU presets) or "
-                        "'per_kind' each kind (Λ_re, Λ_im, B̃, C̃, D, log Δ; all layers) by its own global norm at "
-                        "model_clip (official R2I)")
-    ac_eps: float = opt(1e-5, "actor and critic Adam epsilon")
-    actor_clip: float = opt(100.0, "actor global-norm gradient clip")
-    critic_clip: float = opt(100.0, "critic global-norm gradient clip")
-    weight_decay: float = opt(0.0, "decoupled weight decay on kernels (never on SSM parameters or norms)")
-
-
-@dataclass
-class EnvConfig:
-    id: str = opt("r2i:memory_length/10", "environment id: r2i:…, gym:…, popgym:…, bsuite:…, atari:…, dmc:…, memorymaze:…")
-    num_envs: int = opt(4, "environments stepped in parallel for training")
-    parallel: bool = opt(False, "step the environments in worker processes (worth it for slow envs)")
-    options: dict = opt({}, "keyword options passed to the environment constructor")
-    eval_envs: int = opt(4, "environments used for evaluation episodes")
-
-
-@dataclass
-class ReplayConfig:
-    capacity: int = opt(1_000_000, "replay capacity in steps, over all env streams (FIFO)")
-    backend: str = opt("memory", "'memory' (NumPy arrays in RAM) or 'disk' (memory-mapped chunk files, RAM bounded)")
-    directory: str = opt("", "disk backend: where the chunk files live ('' = <logdir>/replay; relative to logdir)")
-    chunk: int = opt(1024, "disk backend: ring slots per chunk file and env (a crash loses at most one chunk)")
-
-
-@dataclass
-class RunConfig:
-    steps: int = opt(12_000, "env steps to train for (summed over envs)")
-    train_ratio: float = opt(512.0, "replayed steps per env step (one update replays batch_size·batch_length)")
-    batch_size: int = opt(16, "B: sequences per update")
-    batch_length: int = opt(64, "L: steps per sequence")
-    prefill: int = opt(2_000, "env steps of uniformly random actions before training starts")
-    log_every: int = opt(2_000, "env steps between metric writes")
-    eval_every: int = opt(10_000, "env steps between evaluation rounds (0 = never)")
-    eval_episodes: int = opt(32, "episodes per evaluation round")
-    checkpoint_every: float = opt(600.0, "seconds between checkpoints (also written at the end and on SIGINT/SIGTERM)")
-    success_window: int = opt(100, "training episodes averaged into episode/success_recent")
-    stop_at_success: float = opt(0.0, "finish once an evaluation round reaches this eval/success (0 = never)")
-    eval_sampled: bool = opt(False, "each evaluation round also runs the sampled policy, logged as eval/<key>_sampled "
-                             "(the official R2I agent samples when evaluating; the greedy eval/<key> stays)")
-    eval_video: bool = opt(True, "image envs: log each evaluation round's episodes and the world model's open-loop "
-                           "prediction to TensorBoard (GIFs)")
-
-
-@dataclass
-class Config:
-    seed: int = opt(0, "seed of parameters, environments, replay sampling and actions")
-    logdir: str = opt("", "run directory (default: runs/<preset>-<env>-<time>)")
-    env: EnvConfig = opt(EnvConfig(), "environment")
-    replay: ReplayConfig = opt(ReplayConfig(), "replay buffer")
-    run: RunConfig = opt(RunConfig(), "training schedule")
-    model: ModelConfig = opt(ModelConfig(), "world model")
-    behavior: BehaviorConfig = opt(BehaviorConfig(), "actor-critic")
-    optim: OptimConfig = opt(OptimConfig(), "optimisers")
-
-
-# The world model's prediction-loss terms that `model.loss_scales` may weight (r2i.worldmodel declares every term's
-# scale from it, and checks that its loss terms and scales match).
-LOSS_SCALE_TERMS = ("vector", "image", "reward", "cont")
 
 # ----------------------------------------------------------------------------------------------------------------------
 # Conversion between dataclasses, nested dicts and dotted keys
 # ----------------------------------------------------------------------------------------------------------------------
-
-CHOICES = {
-    "model.sequence": ("s3m", "gru"),
-    "model.ssm.discretization": ("zoh", "bilinear"),
-    "model.ssm.method": ("auto", "sequential", "associative"),
-    "model.policy_inputs": ("output", "hidden", "full"),
-    "model.dtype": ("auto", "float32", "bfloat16"),
-    "model.ssm.c_init": ("fan_in_p", "fan_in_ph"),
-    "behavior.imag_cont": ("prob", "mode"),
-    "optim.ssm_clip": ("model", "per_kind"),
-    "replay.backend": ("memory", "disk"),
-}
-
-
-def _field_types(cls) -> dict[str, Any]:
-    return typing.get_type_hints(cls)
 
 
 def to_dict(config) -> dict[str, Any]:
@@ -219,29 +104,13 @@ def flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     return out
 
 
-def valid_keys(cls=Config, prefix: str = "") -> dict[str, Any]:
-    """Every settable dotted key of `cls` with its type."""
-    keys = {}
-    for f in dataclasses.fields(cls):
-        tp = _field_types(cls)[f.name]
-        name = f"{prefix}{f.name}"
-        if dataclasses.is_dataclass(tp):
-            keys.update(valid_keys(tp, name + "."))
-        else:
-            keys[name] = tp
-    return keys
-
-
-_DICT_FIELDS = {k for k, t in valid_keys().items() if t is dict or typing.get_origin(t) is dict}
-
-
 def _unknown_key(key: str, known) -> ConfigError:
-    close = difflib.get_close_matches(key, list(known), n=1, cutoff=0.5)
-    if not close:  # try matching the last component only, e.g. 'layers' → 'model.ssm.layers'
+    quote = "'{}'".format
+    hint = did_you_mean(key, known, cutoff=0.5, show=quote, lead="; ")
+    if not hint:  # try matching the last component only, e.g. 'x.layers' → 'model.ssm.layers'
         tail = [k for k in known if k.rsplit(".", 1)[-1] == key.rsplit(".", 1)[-1]]
-        close = tail[:1]
-    hint = f"; did you mean '{close[0]}'?" if close else "; see `r2i train --help-config` for all keys"
-    return ConfigError(f"unknown config key '{key}'{hint}")
+        hint = did_you_mean(key, tail[:1], cutoff=0.0, show=quote, lead="; ")
+    return ConfigError(f"unknown config key '{key}'{hint or '; see `r2i train --help-config` for all keys'}")
 
 
 def convert(key: str, value: Any, tp) -> Any:
@@ -284,23 +153,21 @@ def convert(key: str, value: Any, tp) -> Any:
 
 def apply_overrides(config: Config, flat: dict[str, Any]) -> Config:
     """A new config with dotted keys set; unknown keys and wrong types raise ConfigError."""
-    known = valid_keys()
     tree = to_dict(config)
     for key, value in flat.items():
-        if key not in known:
-            raise _unknown_key(key, known)
+        if key not in _KEYS:
+            raise _unknown_key(key, _KEYS)
         node = tree
         *parents, leaf = key.split(".")
         for part in parents:
             node = node[part]
-        node[leaf] = convert(key, value, known[key])
+        node[leaf] = convert(key, value, _KEYS[key].type)
     return from_dict(tree)
 
 
 def from_dict(tree: dict[str, Any], cls=Config, prefix: str = ""):
     """Strictly build a dataclass from a nested dict (unknown keys raise ConfigError)."""
-    types_ = _field_types(cls)
-    names = {f.name for f in dataclasses.fields(cls)}
+    types_ = typing.get_type_hints(cls)
     if cls is OptimConfig and "ac_clip" in tree:  # a run directory saved before actor_clip / critic_clip existed
         tree = dict(tree)
         clip = tree.pop("ac_clip")
@@ -309,8 +176,8 @@ def from_dict(tree: dict[str, Any], cls=Config, prefix: str = ""):
     kwargs = {}
     for key, value in tree.items():
         name = f"{prefix}{key}"
-        if key not in names:
-            raise _unknown_key(name, valid_keys())
+        if key not in types_:
+            raise _unknown_key(name, _KEYS)
         tp = types_[key]
         if dataclasses.is_dataclass(tp):
             if not isinstance(value, dict):
@@ -322,7 +189,7 @@ def from_dict(tree: dict[str, Any], cls=Config, prefix: str = ""):
 
 
 # ----------------------------------------------------------------------------------------------------------------------
-# Presets, command-line overrides, validation, comparison
+# Presets, command-line overrides, validation, comparison, description
 # ----------------------------------------------------------------------------------------------------------------------
 
 
@@ -335,8 +202,7 @@ def load_preset(name: str, _seen: tuple[str, ...] = ()) -> dict[str, Any]:
     """The flat overrides of a preset; a preset may start from another with a top-level `base: NAME`."""
     names = preset_names()
     if name not in names:
-        close = difflib.get_close_matches(name, names, n=1)
-        hint = f"; did you mean '{close[0]}'?" if close else ""
+        hint = did_you_mean(name, names, show="'{}'".format, lead="; ")
         raise ConfigError(f"unknown preset '{name}'{hint} (available: {', '.join(names)})")
     if name in _seen:
         raise ConfigError(f"presets {' → '.join(_seen + (name,))} form a cycle of `base:` references")
@@ -354,7 +220,7 @@ def parse_overrides(args: list[str]) -> dict[str, str]:
     i = 0
     while i < len(args):
         arg = args[i]
-        body = arg[2:] if arg.startswith("--") else arg
+        body = arg.removeprefix("--")
         if "=" in body:
             key, value = body.split("=", 1)
             i += 1
@@ -377,26 +243,37 @@ def make_config(preset: str = "default", overrides: dict[str, Any] | None = None
     return config
 
 
+def _bounds(allowed: Allowed) -> str:
+    """A field's bounds in words: 'positive', '>= 1', 'in (0.0, 1.0]'."""
+    low = ("(", ">", allowed.gt) if allowed.gt is not None else ("[", ">=", allowed.ge)
+    high = (")", "<", allowed.lt) if allowed.lt is not None else ("]", "<=", allowed.le)
+    if low[2] is not None and high[2] is not None:
+        return f"in {low[0]}{low[2]}, {high[2]}{high[0]}"
+    if low[1] == ">" and low[2] == 0:
+        return "positive"
+    _, op, edge = low if low[2] is not None else high
+    return f"{op} {edge}"
+
+
+def _within(value, allowed: Allowed) -> bool:
+    return ((allowed.gt is None or value > allowed.gt) and (allowed.ge is None or value >= allowed.ge)
+            and (allowed.lt is None or value < allowed.lt) and (allowed.le is None or value <= allowed.le))
+
+
 def validate(config: Config) -> None:
-    """Field and cross-field checks, with messages that name the field and the fix."""
+    """Every field against the values its schema allows, then the rules between fields; the messages name the field
+    and the fix."""
     flat = flatten(to_dict(config))
     for key, value in flat.items():  # NaN passes every comparison below, and inf is never a usable setting
         if isinstance(value, float) and not math.isfinite(value):
             raise ConfigError(f"config key '{key}' must be a finite number, got {value}")
-    for key, choices in CHOICES.items():
-        if flat[key] not in choices:
-            raise ConfigError(f"config key '{key}' must be one of {', '.join(map(repr, choices))}; got {flat[key]!r}")
     for key, value in flat.items():
-        if key in _POSITIVE or key.endswith(".units"):
-            if value <= 0:
-                raise ConfigError(f"config key '{key}' must be positive, got {value}")
-        elif key in _NON_NEGATIVE or key.endswith(".layers"):
-            if value < 0:
-                raise ConfigError(f"config key '{key}' must be >= 0, got {value}")
-    for key, (low, high, closed_high) in _INTERVALS.items():
-        value = flat[key]
-        if not (low <= value < high or closed_high and value == high):
-            raise ConfigError(f"config key '{key}' must be in [{low}, {high}{']' if closed_high else ')'}, got {value}")
+        allowed = _KEYS[key].allowed
+        if allowed.choices is not None and value not in allowed.choices:
+            raise ConfigError(f"{key} must be one of {', '.join(map(repr, allowed.choices))}; got {value!r}")
+        if not _within(value, allowed):
+            why = f" ({allowed.why})" if allowed.why else ""
+            raise ConfigError(f"{key} must be {_bounds(allowed)}{why}, got {value}")
     model, behavior, run = config.model, config.behavior, config.run
     for term, scale in model.loss_scales.items():
         if term not in LOSS_SCALE_TERMS:
@@ -409,21 +286,16 @@ def validate(config: Config) -> None:
         if not ok:
             raise ConfigError(message)
 
-    require(model.ssm.layers >= 1, f"model.ssm.layers must be >= 1, got {model.ssm.layers}")
-    require(behavior.discount > 0, f"behavior.discount must be in (0, 1], got {behavior.discount}")
     require(model.ssm.state % model.ssm.blocks == 0,
             f"model.ssm.state={model.ssm.state} must be divisible by model.ssm.blocks={model.ssm.blocks}; change one")
     require(model.ssm.dt_min <= model.ssm.dt_max,
             f"model.ssm.dt_min={model.ssm.dt_min} must not exceed model.ssm.dt_max={model.ssm.dt_max}")
-    require(model.reward_bins >= 3 and model.reward_bins % 2 == 1,
+    require(model.reward_bins % 2 == 1,
             f"model.reward_bins must be an odd number >= 3 (bins symmetric around 0), got {model.reward_bins}")
     require(behavior.min_std <= behavior.max_std,
             f"behavior.min_std={behavior.min_std} must not exceed behavior.max_std={behavior.max_std}")
     require(behavior.retnorm_low < behavior.retnorm_high,
             f"behavior.retnorm_low={behavior.retnorm_low} must be below behavior.retnorm_high={behavior.retnorm_high}")
-    require(model.classes >= 2,
-            f"model.classes must be >= 2 (a categorical latent with one class carries no information), "
-            f"got {model.classes}")
     require(behavior.imag_starts <= run.batch_size * run.batch_length,
             f"behavior.imag_starts={behavior.imag_starts} exceeds the run.batch_size × run.batch_length = "
             f"{run.batch_size * run.batch_length} posterior states of an update; lower it (0 = all of them)")
@@ -437,49 +309,30 @@ def validate(config: Config) -> None:
             f"{config.env.num_envs * run.batch_length} steps; raise replay.capacity")
 
 
-_POSITIVE = {
-    "model.deter", "model.hidden", "model.stoch", "model.classes", "model.ssm.units", "model.ssm.state",
-    "model.ssm.blocks", "model.ssm.dt_min", "model.reward_bins", "model.cnn_depth", "behavior.horizon",
-    "env.num_envs", "env.eval_envs", "replay.capacity", "replay.chunk", "run.batch_size", "run.batch_length",
-    "run.train_ratio",
-    "run.success_window", "run.log_every", "run.checkpoint_every", "optim.model_lr", "optim.actor_lr",
-    "optim.critic_lr", "optim.model_eps", "optim.ac_eps", "optim.model_clip", "optim.actor_clip",
-    "optim.critic_clip",
-    "behavior.min_std",
-}  # fmt: skip
-_NON_NEGATIVE = {
-    "seed", "model.kl_free", "model.kl_dyn", "model.kl_rep", "behavior.entropy", "behavior.slow_reg",
-    "behavior.imag_starts", "behavior.imag_chunk", "optim.ssm_lr", "optim.weight_decay", "run.steps", "run.prefill",
-    "run.eval_every", "run.eval_episodes",
-}  # fmt: skip
-# key: (low, high, high included)
-_INTERVALS = {
-    "model.unimix": (0.0, 1.0, False), "behavior.actor_unimix": (0.0, 1.0, False),
-    "behavior.discount": (0.0, 1.0, True), "behavior.lam": (0.0, 1.0, True),
-    "behavior.retnorm_decay": (0.0, 1.0, False), "behavior.retnorm_low": (0.0, 1.0, True),
-    "behavior.retnorm_high": (0.0, 1.0, True), "behavior.slow_critic_fraction": (0.0, 1.0, True),
-    "run.stop_at_success": (0.0, 1.0, True),
-}  # fmt: skip
-
-
 def diff(a: Config, b: Config, ignore: tuple[str, ...] = ("logdir", "run.steps")) -> list[str]:
     """Dotted keys whose values differ (for refusing a resume with a different config)."""
     fa, fb = flatten(to_dict(a)), flatten(to_dict(b))
     return [k for k in fa if k not in ignore and fa[k] != fb.get(k)]
 
 
+def _type_name(tp) -> str:
+    return str(getattr(tp, "__name__", tp))
+
+
 def describe_fields(cls=Config, prefix: str = "") -> list[str]:
-    """Lines 'key (type, default): doc' for every field, for --help-config."""
+    """Lines 'key (type, default): doc' for every field of the schema."""
+    return [f"{k.name} ({_type_name(k.type)}, default {k.default!r}): {k.doc}" for k in schema_keys(cls, prefix).values()]
+
+
+def describe_config(config: Config) -> list[str]:
+    """Lines 'key (type) = value: doc' for every key of a resolved config, with the default where the value differs
+    (`r2i train --help-config`)."""
+    flat = flatten(to_dict(config))
     lines = []
-    instance = cls()
-    for f in dataclasses.fields(cls):
-        tp = _field_types(cls)[f.name]
-        name = f"{prefix}{f.name}"
-        if dataclasses.is_dataclass(tp):
-            lines.extend(describe_fields(tp, name + "."))
-        else:
-            default = getattr(instance, f.name)
-            lines.append(f"{name} ({getattr(tp, '__name__', tp)}, default {default!r}): {f.metadata.get('doc', '')}")
+    for key in _KEYS.values():
+        value = flat[key.name]
+        note = "" if value == key.default else f" (default {key.default!r})"
+        lines.append(f"{key.name} ({_type_name(key.type)}) = {value!r}{note}: {key.doc}")
     return lines
 
 

@@ -34,14 +34,13 @@ stale frame when an episode ends inside the skip.
 
 from __future__ import annotations
 
-import difflib
 import numbers
 
 import numpy as np
 
 from r2i.envs.extras import require
 from r2i.envs.gymnasium_env import GymnasiumEnv
-from r2i.errors import EnvError
+from r2i.errors import EnvError, did_you_mean
 
 # ALE v5 defaults with single-frame steps (not the Atari 100k protocol: see the module doc)
 DEFAULTS = {
@@ -62,8 +61,7 @@ def _gym_id(name: str, gym) -> str:
         if f"ALE/{candidate}-v5" in gym.registry:
             return f"ALE/{candidate}-v5"
     games = _game_ids(gym)
-    close = difflib.get_close_matches(name, games, n=3, cutoff=0.6)
-    hint = f" Did you mean: {', '.join('atari:' + c for c in close)}?" if close else ""
+    hint = did_you_mean(name, games, n=3, show=lambda c: f"atari:{c}")
     raise EnvError(f"unknown Atari game 'atari:{name}'.{hint} Games: {', '.join(games)}")
 
 

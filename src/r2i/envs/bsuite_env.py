@@ -24,7 +24,6 @@ Extra log keys, present on every step:
 from __future__ import annotations
 
 import contextlib
-import difflib
 import inspect
 import io
 
@@ -32,7 +31,7 @@ import numpy as np
 
 from r2i.envs.dmenv import DmEnvAdapter, action_converter, describe_spec  # noqa: F401 - re-exported
 from r2i.envs.extras import require
-from r2i.errors import EnvError
+from r2i.errors import EnvError, did_you_mean
 
 # bsuite 0.3.6 experiments (bsuite.sweep.SWEEP lists every id); kept here to give hints without importing bsuite.
 EXPERIMENTS = (
@@ -100,8 +99,7 @@ def _load(name: str, seed: int, options: dict):
             raise EnvError(
                 f"unknown bsuite id '{name}': {experiment} has settings {experiment}/0 … {experiment}/{count - 1}"
             )
-        close = difflib.get_close_matches(experiment, EXPERIMENT_NAME_TO_ENVIRONMENT, n=3, cutoff=0.5)
-        hint = f" Did you mean: {', '.join(f'bsuite:{c}/0' for c in close)}?" if close else ""
+        hint = did_you_mean(experiment, EXPERIMENT_NAME_TO_ENVIRONMENT, n=3, cutoff=0.5, show=lambda c: f"bsuite:{c}/0")
         raise EnvError(
             f"unknown bsuite id '{name}'.{hint} bsuite ids are <experiment>/<setting>, experiments: "
             f"{', '.join(EXPERIMENT_NAME_TO_ENVIRONMENT)}"

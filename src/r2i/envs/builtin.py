@@ -15,12 +15,10 @@ Log keys are present on every step (0.0 until the last step) so batches of these
 
 from __future__ import annotations
 
-import difflib
-
 import numpy as np
 
 from r2i.envs.base import ActionSpace, Episodic, Space
-from r2i.errors import ConfigError, EnvError
+from r2i.errors import ConfigError, EnvError, did_you_mean
 
 
 def _flags(reward: float, first: bool, last: bool, terminal: bool) -> dict:
@@ -212,8 +210,7 @@ def make_builtin(name: str, seed: int = 0, **options):
     """`memory_length/N` or `repeat_previous/K` (the part after `r2i:`) → env. Options go to the constructor."""
     task, _, arg = name.partition("/")
     if task not in BUILTINS:
-        close = difflib.get_close_matches(task, BUILTINS, n=1)
-        hint = f" Did you mean r2i:{close[0]}/…?" if close else ""
+        hint = did_you_mean(task, BUILTINS, show=lambda c: f"r2i:{c}/…")
         raise EnvError(f"unknown built-in environment 'r2i:{name}'; built-ins: {', '.join(EXAMPLES.values())}.{hint}")
     try:
         number = int(arg)

@@ -26,14 +26,12 @@ Every observation renders one frame; with `action_repeat` only the returned fram
 
 from __future__ import annotations
 
-import difflib
-
 import numpy as np
 
 from r2i.envs import layout
 from r2i.envs.base import Space
 from r2i.envs.dmenv import DmEnvAdapter, check_rendering, import_dm_control, rendering_error
-from r2i.errors import EnvError
+from r2i.errors import EnvError, did_you_mean
 
 ALIASES = {"cup": "ball_in_cup"}  # DreamerV3's task names
 QUADRUPED_CAMERA = 2
@@ -44,8 +42,7 @@ def _parse(name: str, suite) -> tuple[str, str]:
     domain = ALIASES.get(domain, domain)
     tasks = [f"{d}-{t}" for d, t in suite.ALL_TASKS]
     if not sep or (domain, task) not in suite.ALL_TASKS:
-        close = difflib.get_close_matches(f"{domain}-{task}", tasks, n=3, cutoff=0.6)
-        hint = f" Did you mean: {', '.join('dmc:' + c for c in close)}?" if close else ""
+        hint = did_you_mean(f"{domain}-{task}", tasks, n=3, show=lambda c: f"dmc:{c}")
         raise EnvError(
             f"unknown DeepMind Control task 'dmc:{name}'.{hint} Ids are dmc:<domain>-<task>; the suite has "
             f"{', '.join(tasks)}"

@@ -29,7 +29,6 @@ env's RNG continues and a sequence of episodes is reproducible from the one seed
 
 from __future__ import annotations
 
-import difflib
 from typing import Any
 
 import numpy as np
@@ -37,7 +36,7 @@ import numpy as np
 from r2i.envs import layout
 from r2i.envs.base import Episodic, Space
 from r2i.envs.extras import require
-from r2i.errors import EnvError
+from r2i.errors import EnvError, did_you_mean
 
 SUPPORTED_OBS = "Box, Discrete, MultiDiscrete, MultiBinary, and Dict/Tuple of these"
 SUPPORTED_ACT = "Discrete, MultiDiscrete, MultiBinary and Box (with finite bounds)"
@@ -159,8 +158,7 @@ class GymnasiumEnv(Episodic):
 
 def _not_found(gym, name: str, error: Exception) -> EnvError:
     ids = list(gym.registry.keys())
-    close = difflib.get_close_matches(name, ids, n=3, cutoff=0.6)
-    hint = f" Did you mean: {', '.join('gym:' + c for c in close)}?" if close else ""
+    hint = did_you_mean(name, ids, n=3, show=lambda c: f"gym:{c}")
     return EnvError(
         f"unknown Gymnasium environment '{name}' ({error}).{hint} "
         "Registered ids: python -c 'import gymnasium; gymnasium.pprint_registry()'; "

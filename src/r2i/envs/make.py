@@ -21,7 +21,6 @@ r2i prefix). Adapter modules are imported only when their prefix is used, so the
 
 from __future__ import annotations
 
-import difflib
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -30,7 +29,7 @@ import numpy as np
 from r2i.envs.base import Env
 from r2i.envs.checks import validate_spaces
 from r2i.envs.wrappers import ActionRepeat, check_action_repeat
-from r2i.errors import ConfigError, EnvError, MissingExtraError
+from r2i.errors import ConfigError, EnvError, MissingExtraError, did_you_mean
 
 PREFIXES = ("r2i", "gym", "popgym", "bsuite", "dmc", "memorymaze", "atari")
 
@@ -71,10 +70,11 @@ def _bare_id_hint(name: str) -> str:
     from r2i.envs.builtin import BUILTINS
 
     head = name.partition("/")[0]
-    if head in BUILTINS:
-        return f" (did you mean r2i:{name}?)"
-    if head in EXPERIMENTS:
-        return f" (did you mean bsuite:{name}?)"
+    for prefix, names in (("r2i", BUILTINS), ("bsuite", EXPERIMENTS)):
+        # Exact heads only (cutoff 1): any other bare id is Gymnasium's, however close it looks.
+        hint = did_you_mean(head, names, cutoff=1.0, show=lambda _, p=prefix: f"{p}:{name}", lead=" (")
+        if hint:
+            return hint + ")"
     return ""
 
 
@@ -95,8 +95,7 @@ def make_env(env_id: str, seed: int = 0, **options: Any) -> Env:
     if not sep:
         prefix, name = "gym", env_id
     elif prefix not in PREFIXES:
-        close = difflib.get_close_matches(prefix, PREFIXES, n=1)
-        hint = f" Did you mean '{close[0]}:{name}'?" if close else ""
+        hint = did_you_mean(prefix, PREFIXES, show=lambda c: f"'{c}:{name}'")
         raise EnvError(
             f"unknown environment prefix '{prefix}:' in '{env_id}'.{hint} Known prefixes: "
             f"{', '.join(p + ':' for p in PREFIXES)} (a bare id means Gymnasium; write Gymnasium's module:Name ids "

@@ -23,14 +23,13 @@ default on Linux).
 
 from __future__ import annotations
 
-import difflib
 import importlib
 import importlib.util
 import sys
 import types
 
 from r2i.envs.dmenv import DmEnvAdapter, check_rendering, import_dm_control
-from r2i.errors import EnvError, MissingExtraError
+from r2i.errors import EnvError, MissingExtraError, did_you_mean
 
 SIZES = ("9x9", "11x11", "13x13", "15x15")
 DEFAULTS = {"image_only_obs": True}
@@ -70,8 +69,7 @@ class MemoryMazeEnv(DmEnvAdapter):
     def __init__(self, size: str, seed: int = 0, **options):
         self.env_id = f"memorymaze:{size}"
         if size not in SIZES:
-            close = difflib.get_close_matches(size, SIZES, n=2, cutoff=0.5)
-            hint = f" Did you mean: {', '.join('memorymaze:' + c for c in close)}?" if close else ""
+            hint = did_you_mean(size, SIZES, n=2, cutoff=0.5, show=lambda c: f"memorymaze:{c}")
             raise EnvError(
                 f"unknown Memory Maze size '{self.env_id}'.{hint} Sizes: {', '.join('memorymaze:' + s for s in SIZES)}"
             )

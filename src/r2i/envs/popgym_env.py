@@ -17,12 +17,11 @@ The Labyrinth* environments exist only when the optional `mazelib` package is in
 
 from __future__ import annotations
 
-import difflib
 import inspect
 
 from r2i.envs.extras import require
 from r2i.envs.gymnasium_env import GymnasiumEnv
-from r2i.errors import EnvError
+from r2i.errors import EnvError, did_you_mean
 
 MAZE_ENVS = ("LabyrinthEscape", "LabyrinthExplore")
 
@@ -48,8 +47,7 @@ def make_popgym(name: str, seed: int = 0, log_info: bool = True, **options) -> G
     if name not in classes:
         if name.startswith(MAZE_ENVS):
             raise EnvError(f"{env_id} needs the 'mazelib' package, which POPGym loads optionally: pip install mazelib")
-        close = difflib.get_close_matches(name, classes, n=3, cutoff=0.5)
-        hint = f" Did you mean: {', '.join('popgym:' + c for c in close)}?" if close else ""
+        hint = did_you_mean(name, classes, n=3, cutoff=0.5, show=lambda c: f"popgym:{c}")
         raise EnvError(f"unknown POPGym environment '{name}'.{hint} Available: {', '.join(sorted(classes))}")
     try:
         env = classes[name](**options)
