@@ -9,7 +9,7 @@ import pytest
 
 from r2i import config as cfgmod
 from r2i.errors import ConfigError
-from r2i.video import encode_gif, episode_grid, open_loop, write_video
+from r2i.video import OPEN_LOOP_ROWS, encode_gif, episode_grid, open_loop, write_video
 
 
 def blocks(t=5, h=16, w=24):
@@ -101,7 +101,9 @@ def test_open_loop_imagines_without_the_later_frames(image_run):
     trainer, _ = image_run
     agent, params = trainer.agent, trainer.state.params
     rng = np.random.default_rng(0)
-    b, t, context = 2, 8, 3
+    # The evaluation round's shapes (4 windows of batch_length steps, context T // 4): its compiled program is reused.
+    b, t = OPEN_LOOP_ROWS, TINY_IMAGE["run.batch_length"]
+    context = t // 4
     batch = {
         "image": rng.integers(0, 256, (b, t, 64, 64, 3), dtype=np.uint8),
         "action": np.eye(2, dtype=np.float32)[rng.integers(0, 2, (b, t))],
