@@ -40,8 +40,8 @@ def pytest_runtest_makereport(item, call):
 # The README's command runs the files in two pytest-xdist workers (`--dist loadfile`): each worker takes the next file
 # when it runs out of work, so the suite ends about when its slowest file ends if that file starts first, and up to
 # that file's length later if it starts last (longest-processing-time-first scheduling). xdist would order the files
-# by their number of tests; these go first instead, slowest first (CPU seconds of one file alone, cold cache, measured
-# with `/usr/bin/time` on the 2-core machine). Files not listed follow in collection order.
+# by their number of tests; these go first instead, slowest first (by the slowest tests of the last CI run and the
+# CPU time of single files with a cold cache). Files not listed follow in collection order.
 SLOW_FILES = (
     "test_learning.py",
     "test_agent.py",
