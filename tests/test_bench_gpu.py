@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from r2i.bench import gpu
 
 # Shrinks the reference size to a tiny agent, so the run checks the wiring, not the machine.
@@ -16,6 +18,7 @@ TINY = {
 }  # fmt: skip
 
 
+@pytest.mark.slow
 def test_gpu_check_runs_on_cpu_at_tiny_sizes(tmp_path):
     out = gpu.run(tmp_path / "results" / "gpu.jsonl", scan_batch=(2,), scan_length=(8,), scan_state=(4,),
                   act_envs=(2,), models=("s3m",), batch=(2,), length=(4,), dtypes=("float32",),

@@ -77,6 +77,7 @@ def _fingerprints(logdir: Path) -> dict[int, str]:
             for i, d in ((0, ckpts), (1, ckpts / "process_1"))}
 
 
+@pytest.mark.slow
 def test_two_processes_match_one_and_resume(tmp_path):
     env = _env(tmp_path / "jax-cache")
     # 1. The same 3 updates on one global batch: 2 processes (half the rows each) and 1 process, side by side.

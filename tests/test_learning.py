@@ -5,6 +5,8 @@ Chance is 0.5; the assertion asks for a success rate that a policy without memor
 final evaluation must still show ≥ 0.8. About one to two minutes on a 2-core CPU.
 """
 
+import pytest
+
 from r2i import config as cfgmod
 from r2i.run import train
 
@@ -19,6 +21,7 @@ LEARN = {
 }  # fmt: skip
 
 
+@pytest.mark.slow
 def test_s3m_agent_learns_a_memory_task(tmp_path):
     config = cfgmod.make_config("default", {**LEARN, "logdir": str(tmp_path)})
     assert config.model.sequence == "s3m" and config.model.policy_inputs == "hidden"

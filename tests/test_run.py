@@ -169,6 +169,7 @@ def test_nan_reward_env_gives_clear_error():
         validate_step(obs, {"vector": Space((3,))}, "my-env", 5)
 
 
+@pytest.mark.slow
 def test_data_parallel_training_matches_one_device(tmp_path):
     """On two (virtual CPU) devices the batch is split along B and the update is the same maths: a short run gives the
     parameters of the one-device run up to float32 reduction order; a batch not divisible by the devices is refused."""
