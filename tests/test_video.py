@@ -102,7 +102,7 @@ def test_open_loop_imagines_without_the_later_frames(image_run):
     agent, params = trainer.agent, trainer.state.params
     rng = np.random.default_rng(0)
     # The evaluation round's shapes (4 windows of batch_length steps, context T // 4): its compiled program is reused.
-    b, t = OPEN_LOOP_ROWS, TINY_IMAGE["run.batch_length"]
+    b, t = OPEN_LOOP_ROWS, trainer.config.run.batch_length
     context = t // 4
     batch = {
         "image": rng.integers(0, 256, (b, t, 64, 64, 3), dtype=np.uint8),
