@@ -29,6 +29,7 @@ from typing import Any
 import numpy as np
 
 METRICS_FILE = "metrics.jsonl"
+TB_DIR = "tb"  # TensorBoard event files, beside METRICS_FILE in a run directory
 
 
 def to_scalars(metrics: dict[str, Any]) -> dict[str, float]:
@@ -90,7 +91,7 @@ class MetricsLogger:
             from tensorboardX import SummaryWriter
 
             purge = None if rollback_to is None else int(rollback_to) + 1
-            self._tb = SummaryWriter(str(self.logdir / "tb"), purge_step=purge)
+            self._tb = SummaryWriter(str(self.logdir / TB_DIR), purge_step=purge)
 
     def _rollback(self, step: int, size: int | None) -> None:
         data = self.path.read_bytes()

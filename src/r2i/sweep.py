@@ -33,7 +33,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from r2i.errors import ConfigError, EnvError, R2IError
+from r2i.metrics import METRICS_FILE, TB_DIR
 from r2i.plot import SWEEP_COLUMNS
+from r2i.rundir import CONFIG_FILE, RESULT_FILE
 from r2i.runtime import source_commit
 
 COLUMNS = (*SWEEP_COLUMNS, "commit")
@@ -195,7 +197,7 @@ def _recorded(csv_path: Path) -> set[tuple[str, str, str, int]]:
 def execute(run: Run, root: Path, preset: str, env: dict) -> dict:
     """Train (or resume, or skip) one run; returns its result dict."""
     logdir = run.logdir(root)
-    result_path = logdir / "result.json"
+    result_path = logdir / RESULT_FILE
     if not result_path.exists():
         logdir.mkdir(parents=True, exist_ok=True)
         commits = run_commits(logdir)
@@ -205,7 +207,6 @@ def execute(run: Run, root: Path, preset: str, env: dict) -> dict:
                 f.write(commit + "\n")
         cmd = [sys.executable, "-m", "r2i.cli", "train", "--quiet", "--preset", preset, "--logdir", str(logdir),
                *run.overrides]
-        logdir.mkdir(parents=True, exist_ok=True)
         with open(logdir / "train.log", "a") as log:
             proc = subprocess.run(cmd, stdout=log, stderr=subprocess.STDOUT, env=env)
         if proc.returncode:
@@ -241,7 +242,7 @@ def pack(runs: list[Run], root: Path, carry: Path) -> list[Path]:
     written = []
     for run in runs:
         logdir, archive = run.logdir(root), run.archive(carry)
-        if (logdir / "result.json").exists():
+        if (logdir / RESULT_FILE).exists():
             archive.unlink(missing_ok=True)  # finished: its row is in the CSV
             continue
         if pack_run(logdir, archive):
@@ -257,7 +258,7 @@ def pack_run(logdir: Path, archive: Path) -> bool:
     archive.parent.mkdir(parents=True, exist_ok=True)
     tmp = archive.with_name(archive.name + ".tmp")
     with tarfile.open(tmp, "w:gz") as tar:
-        for name in ("config.yaml", "metrics.jsonl", COMMITS_FILE, "tb"):
+        for name in (CONFIG_FILE, METRICS_FILE, COMMITS_FILE, TB_DIR):
             if (logdir / name).exists():
                 tar.add(logdir / name, arcname=name)
         tar.add(checkpoint, arcname=str(checkpoint.relative_to(logdir)))
@@ -273,7 +274,7 @@ def unpack(run: Run, root: Path, carry: Path) -> bool:
 
 def unpack_run(archive: Path, logdir: Path) -> bool:
     """Restore a run directory from `archive` unless it already holds a checkpoint or a result; returns whether it did."""
-    if not archive.exists() or (logdir / "result.json").exists() or _newest_checkpoint(logdir) is not None:
+    if not archive.exists() or (logdir / RESULT_FILE).exists() or _newest_checkpoint(logdir) is not None:
         return False
     logdir.mkdir(parents=True, exist_ok=True)
     with tarfile.open(archive, "r:gz") as tar:
