@@ -133,3 +133,19 @@ def test_pack_then_unpack_carries_an_unfinished_run_to_a_fresh_machine(tmp_path)
     # A run directory with its own checkpoint is newer than any archive: never overwritten.
     assert not sw.unpack(running, here, carry) and not sw.unpack(running, there, carry)
     assert not sw.unpack(finished, there, carry)
+
+
+def test_a_damaged_archive_is_a_one_line_error_and_leaves_no_half_restored_run(tmp_path):
+    here, there, carry = tmp_path / "here", tmp_path / "there", tmp_path / "carry"
+    (run,) = sw.plan("memory_len", ["100"], ["s3m"], [0], [])
+    _fake_run_dir(run.logdir(here), [100])
+    (archive,) = sw.pack([run], here, carry)
+    archive.write_bytes(archive.read_bytes()[: archive.stat().st_size // 2])  # a truncated download or copy
+    with pytest.raises(ConfigError, match="cannot be unpacked.*git checkout") as error:
+        sw.unpack(run, there, carry)
+    assert "\n" not in str(error.value) and str(archive) in str(error.value)
+    assert sw._newest_checkpoint(run.logdir(there)) is None
+    assert not list(there.rglob("*.unpacking"))
+    archive.write_bytes(b"not a tar file at all")
+    with pytest.raises(ConfigError, match="cannot be unpacked"):
+        sw.unpack(run, there, carry)

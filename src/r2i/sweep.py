@@ -24,10 +24,12 @@ import fcntl
 import json
 import math
 import os
+import shutil
 import subprocess
 import sys
 import tarfile
 import time
+import zlib
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -277,8 +279,23 @@ def unpack_run(archive: Path, logdir: Path) -> bool:
     if not archive.exists() or (logdir / RESULT_FILE).exists() or _newest_checkpoint(logdir) is not None:
         return False
     logdir.mkdir(parents=True, exist_ok=True)
-    with tarfile.open(archive, "r:gz") as tar:
-        tar.extractall(logdir, filter="data")
+    # Unpack beside the run directory first, so that a damaged archive leaves no half-restored run behind.
+    staging = logdir.with_name(f".{logdir.name}.unpacking")
+    shutil.rmtree(staging, ignore_errors=True)
+    try:
+        with tarfile.open(archive, "r:gz") as tar:
+            tar.extractall(staging, filter="data")
+    except (tarfile.TarError, EOFError, zlib.error, OSError) as error:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise ConfigError(
+            f"{archive} cannot be unpacked ({type(error).__name__}: {error}); it is damaged or not a run archive: "
+            f"restore it from git (git checkout -- {archive}) or delete it to start that run from scratch"
+        ) from None
+    for entry in staging.iterdir():  # the archive wins over what a run without a checkpoint left here
+        if (logdir / entry.name).is_dir():
+            shutil.rmtree(logdir / entry.name)
+        os.replace(entry, logdir / entry.name)
+    staging.rmdir()
     return True
 
 
