@@ -59,7 +59,7 @@ CASES = [
      "model.classes must be >= 2"),
     ("imag-starts-above-batch", ["train", "--logdir", "{tmp}/run", "behavior.imag_starts=5000"], None,
      "behavior.imag_starts=5000 exceeds the run.batch_size × run.batch_length = 1024"),
-    ("replay-larger-than-ram", ["train", "--logdir", "{tmp}/run", "replay.capacity=10000000000000", *TINY], None,
+    ("replay-larger-than-ram", ["train", "--logdir", "{tmp}/run", "replay.capacity=10000000000000", "run.steps=10000000000000", *TINY], None,
      "replay.capacity=10,000,000,000,000 steps needs"),
     ("logdir-is-a-file", ["train", "--logdir", "{tmp}/afile", *TINY], _file,
      "is a file, not a directory"),

@@ -42,8 +42,12 @@ def available_ram() -> int | None:
 
 def check_replay_memory(spec: dict, config: Config) -> None:
     """Refuse a replay that would not fit into the RAM available now (it fills up over the run, then fails late), or,
-    with `replay.backend=disk`, onto the free disk space of its directory."""
-    need = Replay.estimate_bytes(spec, config.replay.capacity, config.env.num_envs)
+    with `replay.backend=disk`, onto the free disk space of its directory. A run never stores more than its
+    `run.steps` env steps, so a short run of a large-replay preset (a smoke test) asks only for what it will write."""
+    held = min(config.replay.capacity, config.run.steps)
+    need = Replay.estimate_bytes(spec, held, config.env.num_envs)
+    what = (f"replay.capacity={config.replay.capacity:,} steps" if held == config.replay.capacity
+            else f"run.steps={held:,} steps of replay (replay.capacity {config.replay.capacity:,})")
     if config.replay.backend == "disk":
         directory = replay_directory(config, config.logdir)
         target = directory
@@ -54,7 +58,7 @@ def check_replay_memory(spec: dict, config: Config) -> None:
         used = sum(f.stat().st_blocks * 512 for f in directory.rglob("*") if f.is_file()) if directory.exists() else 0
         if need > free_disk + used:
             raise ConfigError(
-                f"replay.capacity={config.replay.capacity:,} steps needs ≈ {human_bytes(need)} of disk under {target} "
+                f"{what} needs ≈ {human_bytes(need)} of disk under {target} "
                 f"(replay.backend=disk), but only {human_bytes(free_disk)} is free; lower replay.capacity or set "
                 "replay.directory to a larger disk"
             )
@@ -64,7 +68,7 @@ def check_replay_memory(spec: dict, config: Config) -> None:
         per_step = max(1, need // max(1, config.replay.capacity))
         fits = int(0.8 * free // per_step)
         raise ConfigError(
-            f"replay.capacity={config.replay.capacity:,} steps needs ≈ {human_bytes(need)} of RAM when full, but "
+            f"{what} needs ≈ {human_bytes(need)} of RAM when full, but "
             f"only {human_bytes(free)} is available; lower replay.capacity (≈ {fits:,} steps fit)"
         )
 
