@@ -102,18 +102,20 @@ def make_clip(cfg: OptimConfig) -> optax.GradientTransformation:
 def make_optimizer(cfg: OptimConfig) -> optax.GradientTransformation:
     """`make_clip`, then Adam per group (decoupled weight decay on the world model's kernels)."""
 
-    def adam(lr, eps, decay=0.0, mask=None):
+    def adam(lr, eps, decay=0.0, mask=None, warmup=0):
         parts = [optax.scale_by_adam(eps=eps)]
         if decay:  # decoupled (AdamW): the step is lr · (adam direction + decay · θ)
             parts.append(optax.add_decayed_weights(decay, mask=mask))
-        parts.append(optax.scale(-lr))
+        # Without a warmup the plain scale keeps the optimiser state (and so old checkpoints) as it was.
+        parts.append(optax.scale_by_schedule(optax.linear_schedule(0.0, -lr, warmup)) if warmup
+                     else optax.scale(-lr))
         return optax.chain(*parts)
 
     update = optax.multi_transform(
         {
             "model": adam(cfg.model_lr, cfg.model_eps, cfg.weight_decay, _decay_mask),
             "ssm": adam(cfg.ssm_lr or cfg.model_lr, cfg.model_eps),
-            "actor": adam(cfg.actor_lr, cfg.ac_eps),
+            "actor": adam(cfg.actor_lr, cfg.ac_eps, warmup=cfg.actor_warmup),
             "critic": adam(cfg.critic_lr, cfg.ac_eps),
         },
         {g: g for g in GROUPS},

@@ -144,6 +144,8 @@ class OptimConfig:
                         "'per_kind' each kind (Λ_re, Λ_im, B̃, C̃, D, log Δ; all layers) by its own global norm at "
                         "model_clip (official R2I)", choices=("model", "per_kind"))
     ac_eps: float = opt(1e-5, "actor and critic Adam epsilon", gt=0)
+    actor_warmup: int = opt(0, "updates over which the actor's learning rate rises linearly from 0 to actor_lr "
+                               "(DreamerV3 2024 warms every optimiser up over 1,000); 0 = none", ge=0)
     actor_clip: float = opt(100.0, "actor global-norm gradient clip", gt=0)
     critic_clip: float = opt(100.0, "critic global-norm gradient clip", gt=0)
     weight_decay: float = opt(0.0, "decoupled weight decay on kernels (never on SSM parameters or norms)", ge=0)
