@@ -1,5 +1,4 @@
-"""A tiny end-to-end run learns a memory task: a cue at the first step, the answer three steps later; once from
-vectors, once from 64×64 images through the conv encoder and decoder.
+"""A tiny end-to-end run learns a memory task: a cue at the first step, the answer three steps later.
 
 Chance is 0.5; the assertion asks for a success rate that a policy without memory cannot reach (P(≥ 0.8 of 50 | 0.5)
 < 1e-5). The run stops at the first evaluation round (every 1,000 env steps) with success ≥ 0.9, and a fresh
@@ -30,13 +29,3 @@ def test_s3m_agent_learns_a_memory_task(tmp_path):
     assert result["eval/episodes"] == 50
     assert result["eval/success"] >= 0.8, result
     assert result["solved"] == (result["env_steps"] < 6000), result
-
-
-@pytest.mark.slow
-def test_s3m_agent_learns_a_memory_task_from_pixels(tmp_path):
-    """The same task drawn as images (a coloured square for the cue, a band at the question): the conv path learns."""
-    overrides = {**LEARN, "env.options": {"image": True}, "model.cnn_depth": 4, "logdir": str(tmp_path)}
-    config = cfgmod.make_config("default", overrides)
-    result = train(config, quiet=True)
-    assert result["eval/episodes"] == 50
-    assert result["eval/success"] >= 0.8, result
