@@ -1,11 +1,13 @@
 """Preflight: a replay is sized by what the run will store, min(replay.capacity, run.steps)."""
 
+import re
+
 import numpy as np
 import pytest
 
 from r2i.config import make_config
 from r2i.errors import ConfigError
-from r2i.preflight import check_replay_memory
+from r2i.preflight import available_ram, check_replay_memory
 
 # One 64×64×3 uint8 image per step, ≈ 12 KiB: 10¹⁰ steps are far beyond any machine's RAM or disk.
 SPEC = {"image": ((64, 64, 3), np.uint8), "action": ((4,), np.float32), "reward": ((), np.float32)}
@@ -26,5 +28,8 @@ def test_a_long_run_of_a_huge_replay_is_refused_naming_the_field(tmp_path, backe
         check_replay_memory(SPEC, long)
     capped = make_config("tiny", {"logdir": str(tmp_path), "replay.backend": backend,
                                   "replay.capacity": 10**12, "run.steps": 10**10})
-    with pytest.raises(ConfigError, match=r"run.steps=10,000,000,000 steps of replay \(replay.capacity"):
+    with pytest.raises(ConfigError, match=r"run.steps=10,000,000,000 steps of replay \(replay.capacity") as error:
         check_replay_memory(SPEC, capped)
+    if backend == "memory":  # the suggested capacity must itself fit: sized per stored step, not per capacity slot
+        fits = int(re.search(r"≈ ([\d,]+) steps fit", str(error.value)).group(1).replace(",", ""))
+        assert fits * 64 * 64 * 3 <= available_ram(), str(error.value)

@@ -65,13 +65,12 @@ def check_replay_memory(spec: dict, config: Config) -> None:
         return
     free = available_ram()
     if free is not None and need > free:
-        per_step = max(1, need // max(1, config.replay.capacity))
+        per_step = max(1, need // max(1, held))
         fits = int(0.8 * free // per_step)
         raise ConfigError(
             f"{what} needs ≈ {human_bytes(need)} of RAM when full, but "
             f"only {human_bytes(free)} is available; lower replay.capacity (≈ {fits:,} steps fit)"
         )
-
 
 
 def check_updates(config: Config, start: int = 0) -> None:
