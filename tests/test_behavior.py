@@ -49,8 +49,14 @@ def test_actor_loss_value_and_metrics():
     weights = jnp.ones((H, N))
     loss, metrics = actor_loss(logp, entropy, advantage, weights, entropy_scale=0.5, reinforce=True)
     np.testing.assert_allclose(loss, np.mean(-(logp * advantage + 0.5 * entropy)), rtol=1e-6)
-    assert set(metrics) == {"actor/loss", "actor/entropy", "actor/advantage_abs"}
+    assert set(metrics) == {"actor/loss", "actor/entropy", "actor/advantage_abs", "actor/logp_adv_corr"}
     np.testing.assert_allclose(metrics["actor/advantage_abs"], np.mean(np.abs(advantage)), rtol=1e-6)
+    np.testing.assert_allclose(metrics["actor/logp_adv_corr"],
+                               np.corrcoef(np.ravel(logp), np.ravel(advantage))[0, 1], rtol=1e-4, atol=1e-6)
+    # Advantages that follow the actor's preference correlate fully; the diagnostic is signed.
+    _, same = actor_loss(logp, entropy, 2.0 * logp + 1.0, weights, entropy_scale=0.5, reinforce=True)
+    _, opposite = actor_loss(logp, entropy, -logp, weights, entropy_scale=0.5, reinforce=True)
+    np.testing.assert_allclose([same["actor/logp_adv_corr"], opposite["actor/logp_adv_corr"]], [1.0, -1.0], rtol=1e-5)
 
 
 def test_critic_loss_is_minimised_at_the_returns():

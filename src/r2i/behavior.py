@@ -180,7 +180,10 @@ def actor_loss(
     advantage: (H, N) float32 A_t = (R_t − V_t) / S; weights: (H, N) float32 discount weights, stop-gradient.
     reinforce: discrete actions (the score-function estimator; the advantage is a constant). Otherwise (continuous
     actions) the gradient of A_t itself reaches the actor through the imagined dynamics and the λ-returns.
-    Returns (loss () float32, metrics {"actor/loss", "actor/entropy", "actor/advantage_abs"}).
+    Returns (loss () float32, metrics {"actor/loss", "actor/entropy", "actor/advantage_abs", "actor/logp_adv_corr"}).
+    "actor/logp_adv_corr" is the correlation over the batch between log π(a_t) of the sampled action and A_t: where
+    the environment ignores the action it should be near 0; persistently positive means the advantages favour the
+    actions the actor already prefers, which drives its entropy down (docs/notes.md, "Where the actor collapses").
     """
     assert logp.ndim == 2 and logp.shape == entropy.shape == advantage.shape == weights.shape, (
         f"actor_loss: logp {logp.shape}, entropy {entropy.shape}, advantage {advantage.shape} and weights "
@@ -191,8 +194,15 @@ def actor_loss(
     else:
         loss = -(advantage + entropy_scale * entropy)
     loss = jnp.mean(weights * loss)
-    metrics = {"actor/loss": loss, "actor/entropy": entropy.mean(), "actor/advantage_abs": jnp.abs(advantage).mean()}
+    metrics = {"actor/loss": loss, "actor/entropy": entropy.mean(), "actor/advantage_abs": jnp.abs(advantage).mean(),
+               "actor/logp_adv_corr": _correlation(sg(logp), sg(advantage))}
     return loss, metrics
+
+
+def _correlation(x: jax.Array, y: jax.Array) -> jax.Array:
+    """Pearson correlation of two same-shape float32 arrays over all their entries → () float32 (0 if one is constant)."""
+    xc, yc = x - x.mean(), y - y.mean()
+    return (xc * yc).mean() / (jnp.sqrt((xc**2).mean() * (yc**2).mean()) + 1e-12)
 
 
 def critic_loss(
