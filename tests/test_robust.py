@@ -208,9 +208,14 @@ def test_check_env_random_baseline_is_not_seeded_like_the_env(capsys):
 
 
 def test_doctor_takes_train_overrides(capsys):
-    assert cli.main(["doctor", "replay.capacity=10000000000000"]) == 0
+    assert cli.main(["doctor", "replay.capacity=10000000000000", "run.steps=10000000000000"]) == 0
     out = capsys.readouterr().out
     assert "replay 10,000,000,000,000 steps" in out and "NOT enough for the replay" in out
+    # A run stores at most run.steps env steps: doctor sizes the replay as `r2i train`'s own check does.
+    assert cli.main(["doctor", "replay.capacity=10000000000000", "run.steps=12000"]) == 0
+    out = capsys.readouterr().out
+    assert "replay 12,000 steps (run.steps; replay.capacity 10,000,000,000,000)" in out, out
+    assert "NOT enough" not in out, out
 
 
 def test_progress_bar_says_compiling_and_times_training_from_its_start(capsys):

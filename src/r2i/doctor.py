@@ -48,7 +48,9 @@ def report(preset: str = "default", logdir: str = "runs", overrides: dict | None
 
         spec = replay_spec(_Spaces)
         env.close()
-        size = Replay.estimate_bytes(spec, config.replay.capacity, config.env.num_envs)
+        # A run never stores more than its run.steps env steps (as `r2i train`'s own check counts them).
+        held = min(config.replay.capacity, config.run.steps)
+        size = Replay.estimate_bytes(spec, held, config.env.num_envs)
         if config.replay.backend == "disk":
             from r2i.replay_disk import DiskReplay
 
@@ -60,8 +62,9 @@ def report(preset: str = "default", logdir: str = "runs", overrides: dict | None
             ram_need, disk_need = size, 3 * size  # the checkpoints (two kept, one being written) hold copies
             where = "in RAM (replay.backend=memory; replay.backend=disk keeps it on disk)"
         need = ram_need
-        lines.append(f"preset '{preset}': env {config.env.id}, replay {config.replay.capacity:,} steps ≈ "
-                     f"{human_bytes(size)} {where}")
+        stored = (f"replay {held:,} steps" if held == config.replay.capacity
+                  else f"replay {held:,} steps (run.steps; replay.capacity {config.replay.capacity:,})")
+        lines.append(f"preset '{preset}': env {config.env.id}, {stored} ≈ {human_bytes(size)} {where}")
     except Exception as error:  # noqa: BLE001 — e.g. a missing optional extra; report it and go on
         lines.append(f"preset '{preset}': cannot build env {config.env.id}: {error}")
     free = available_ram()

@@ -210,12 +210,14 @@ class Trainer:
         per_update = run.batch_size * run.batch_length
         params = sum(self.agent.num_params(self.state).values())
         devices = jax.devices()
+        capacity = self.config.replay.capacity
+        held = min(capacity, run.steps)  # what this run will store (preflight checks the same figure)
+        stored = f"{held:,} steps" if held == capacity else f"{held:,} of {capacity:,} steps (run.steps)"
         return (
             f"r2i: {self.config.env.id} × {self.config.env.num_envs} envs | {self.config.model.sequence} "
             f"{params / 1e6:.2f}M params | {run.train_ratio / per_update:.4g} updates/env step "
             f"(train ratio {run.train_ratio:g}, batch {run.batch_size}×{run.batch_length}) | "
-            f"replay {self.config.replay.capacity:,} steps ≈ "
-            f"{human_bytes(Replay.estimate_bytes(self.replay.spec, self.config.replay.capacity))} "
+            f"replay {stored} ≈ {human_bytes(Replay.estimate_bytes(self.replay.spec, held))} "
             f"{'on disk' if self.config.replay.backend == 'disk' else 'RAM'} | "
             f"{len(devices)} × {devices[0].platform} | logdir {self.logdir}"
         )
