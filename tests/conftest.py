@@ -4,8 +4,13 @@ import os
 import tempfile
 
 import pytest
+from _xla import FAST_COMPILE
 
-from r2i import allocator
+# Compile fast, run slower: see tests/_xla.py. Set before JAX starts (XLA reads its flags once, when the CPU backend
+# is created).
+os.environ["XLA_FLAGS"] = f"{os.environ.get('XLA_FLAGS', '')} {FAST_COMPILE}".strip()
+
+from r2i import allocator  # noqa: E402 - after XLA_FLAGS
 
 allocator.configure()  # as the `r2i` command does: the updates' buffers are reused instead of faulted in afresh
 
@@ -64,3 +69,4 @@ def pytest_collection_modifyitems(config, items):
         return SLOW_FILES.index(name) if name in SLOW_FILES else len(SLOW_FILES)
 
     items.sort(key=rank)  # stable: the tests of a file and the other files keep their order
+

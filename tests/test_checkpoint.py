@@ -15,6 +15,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
+from _xla import subprocess_env
 from flax import nnx, struct
 
 from r2i.checkpoint import Checkpointer, CheckpointError, CheckpointMismatchError
@@ -309,7 +310,7 @@ def test_restore_follows_target_sharding(tmp_path):
         print("ok")
         """
     )
-    env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=2", "JAX_PLATFORMS": "cpu"}
+    env = subprocess_env("--xla_force_host_platform_device_count=2")
     cmd = [sys.executable, "-c", code, str(tmp_path)]
     out = subprocess.run(cmd, check=False, capture_output=True, text=True, env=env, timeout=120)
     assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr[-3000:]

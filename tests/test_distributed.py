@@ -20,6 +20,7 @@ from pathlib import Path
 import jax
 import numpy as np
 import pytest
+from _xla import subprocess_env
 
 # The `tiny` preset without evaluation rounds or timed checkpoints (the tests checkpoint when they mean to).
 TINY_RUN = {"run.eval_every": 0, "run.eval_episodes": 0, "run.checkpoint_every": 3600}
@@ -38,10 +39,9 @@ def _free_port() -> int:
 
 
 def _env(default_cache: Path) -> dict:
-    env = {k: v for k, v in os.environ.items() if k not in ("XLA_FLAGS", "JAX_COORDINATOR_ADDRESS",
-                                                             "JAX_NUM_PROCESSES", "JAX_PROCESS_ID")}
+    env = {k: v for k, v in subprocess_env().items() if k not in ("JAX_COORDINATOR_ADDRESS", "JAX_NUM_PROCESSES",
+                                                                   "JAX_PROCESS_ID")}
     env["PYTHONPATH"] = os.pathsep.join([str(SRC), str(TESTS), env.get("PYTHONPATH", "")])
-    env["JAX_PLATFORMS"] = "cpu"
     # The test session's compilation cache (conftest), so that later processes reuse the first ones' programs.
     env["R2I_CACHE_DIR"] = jax.config.jax_compilation_cache_dir or str(default_cache)
     return env

@@ -5,10 +5,14 @@ Chance is 0.5; the assertion asks for a success rate that a policy without memor
 final evaluation must still show ≥ 0.8. About one to two minutes on a 2-core CPU.
 """
 
+import json
+import subprocess
+import sys
+
 import pytest
+from _xla import subprocess_env
 
 from r2i import config as cfgmod
-from r2i.run import train
 
 LEARN = {
     "env.id": "r2i:memory_length/3", "env.num_envs": 4,
@@ -23,9 +27,15 @@ LEARN = {
 
 @pytest.mark.slow
 def test_s3m_agent_learns_a_memory_task(tmp_path):
-    config = cfgmod.make_config("default", {**LEARN, "logdir": str(tmp_path)})
+    config = cfgmod.make_config("default", LEARN)
     assert config.model.sequence == "s3m" and config.model.policy_inputs == "hidden"
-    result = train(config, quiet=True)
+    # `r2i train` in a child process with XLA's default code generation: thousands of updates run 2–3× faster there
+    # than under the session's fast-compile setting (tests/_xla.py).
+    cmd = [sys.executable, "-m", "r2i.cli", "train", "--logdir", str(tmp_path / "run"), "--quiet", "--json",
+           *(f"{key}={value}" for key, value in LEARN.items())]
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=subprocess_env(optimised=True), timeout=1500)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    result = json.loads(proc.stdout.strip().splitlines()[-1])
     assert result["eval/episodes"] == 50
     assert result["eval/success"] >= 0.8, result
     assert result["solved"] == (result["env_steps"] < 6000), result
