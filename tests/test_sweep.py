@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+from pathlib import Path
 
 import pytest
 
@@ -133,6 +134,16 @@ def test_pack_then_unpack_carries_an_unfinished_run_to_a_fresh_machine(tmp_path)
     # A run directory with its own checkpoint is newer than any archive: never overwritten.
     assert not sw.unpack(running, here, carry) and not sw.unpack(running, there, carry)
     assert not sw.unpack(finished, there, carry)
+
+
+def test_pack_takes_a_relative_run_root(tmp_path, monkeypatch):
+    """`r2i sweep --pack` run from the repository: the default root benchmarks/runs is a relative path."""
+    monkeypatch.chdir(tmp_path)
+    (run,) = sw.plan("memory_len", ["100"], ["s3m"], [0], [])
+    _fake_run_dir(run.logdir(tmp_path / "here"), [100])
+    (archive,) = sw.pack([run], Path("here"), Path("carry"))
+    assert sw.unpack(run, Path("there"), Path("carry")) and archive.exists()
+    assert (run.logdir(Path("there")) / "checkpoints" / "ckpt_0000000100" / "replay" / "data.npy").exists()
 
 
 def test_a_damaged_archive_is_a_one_line_error_and_leaves_no_half_restored_run(tmp_path):

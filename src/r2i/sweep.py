@@ -263,7 +263,8 @@ def pack_run(logdir: Path, archive: Path) -> bool:
         for name in (CONFIG_FILE, METRICS_FILE, COMMITS_FILE, TB_DIR):
             if (logdir / name).exists():
                 tar.add(logdir / name, arcname=name)
-        tar.add(checkpoint, arcname=str(checkpoint.relative_to(logdir)))
+        # Named by its place in the run directory: the checkpointer's path is absolute, `logdir` may be relative.
+        tar.add(checkpoint, arcname=f"{checkpoint.parent.name}/{checkpoint.name}")
     os.replace(tmp, archive)
     return True
 
