@@ -244,3 +244,14 @@ def test_doctor_reports_an_env_it_cannot_build():
 
     text = doctor.report("default", overrides={"env.id": "atari:NoSuchGame"})
     assert "cannot build env atari:NoSuchGame" in text and "disk free at" in text
+
+
+def test_a_moved_run_directory_loads_with_its_new_place_as_logdir(tmp_path):
+    from r2i.config import make_config
+    from r2i.rundir import load_config, write_config
+
+    config = make_config("tiny", {"logdir": str(tmp_path / "old")})
+    (tmp_path / "old").mkdir()
+    write_config(config)
+    (tmp_path / "old").rename(tmp_path / "new")
+    assert load_config(tmp_path / "new").logdir == str(tmp_path / "new")

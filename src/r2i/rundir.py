@@ -50,7 +50,9 @@ def load_config(logdir: str | Path) -> Config:
     path = Path(logdir) / CONFIG_FILE
     if not path.exists():
         raise ConfigError(f"{logdir} is not an r2i run directory (no {CONFIG_FILE}); pass the --logdir of a run")
-    return cfgmod.from_dict(yaml.safe_load(path.read_text()))
+    # The run lives where it was found: a run directory that was moved, copied or unpacked elsewhere (or trained with
+    # a --logdir relative to another working directory) must not point back to its old place.
+    return cfgmod.apply_overrides(cfgmod.from_dict(yaml.safe_load(path.read_text())), {"logdir": str(logdir)})
 
 
 def write_config(config: Config) -> None:
