@@ -27,6 +27,7 @@ def report(preset: str = "default", logdir: str = "runs", overrides: dict | None
     from r2i.agent import resolve_dtype
     from r2i.config import make_config
     from r2i.envs import make_env
+    from r2i.preflight import stored_steps
     from r2i.replay import Replay
     from r2i.run import available_ram, replay_spec
     from r2i.runtime import device_description
@@ -48,8 +49,7 @@ def report(preset: str = "default", logdir: str = "runs", overrides: dict | None
 
         spec = replay_spec(_Spaces)
         env.close()
-        # A run never stores more than its run.steps env steps (as `r2i train`'s own check counts them).
-        held = min(config.replay.capacity, config.run.steps)
+        held = stored_steps(config)  # as `r2i train`'s own check counts them
         size = Replay.estimate_bytes(spec, held, config.env.num_envs)
         if config.replay.backend == "disk":
             from r2i.replay_disk import DiskReplay

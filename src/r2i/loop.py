@@ -46,7 +46,7 @@ from r2i.envs import VectorDriver, make_specs
 from r2i.errors import TrainingDivergedError
 from r2i.evaluation import evaluate
 from r2i.metrics import METRICS_FILE, Aggregator, MetricsLogger
-from r2i.preflight import check_replay_memory, replay_spec
+from r2i.preflight import check_replay_memory, replay_spec, stored_steps
 from r2i.replay import Replay, human_bytes
 from r2i.replay_disk import make_replay
 from r2i.rundir import CHECKPOINTS, check_resume_config, prepare_logdir, write_config
@@ -211,7 +211,7 @@ class Trainer:
         params = sum(self.agent.num_params(self.state).values())
         devices = jax.devices()
         capacity = self.config.replay.capacity
-        held = min(capacity, run.steps)  # what this run will store (preflight checks the same figure)
+        held = stored_steps(self.config)  # what this run will store (preflight checks the same figure)
         stored = f"{held:,} steps" if held == capacity else f"{held:,} of {capacity:,} steps (run.steps)"
         return (
             f"r2i: {self.config.env.id} × {self.config.env.num_envs} envs | {self.config.model.sequence} "

@@ -40,11 +40,17 @@ def available_ram() -> int | None:
     return None
 
 
+def stored_steps(config: Config) -> int:
+    """Env steps the run's replay will hold: a run never stores more than its `run.steps`, so a short run of a
+    large-replay preset (a smoke test) needs only what it will write."""
+    return min(config.replay.capacity, config.run.steps)
+
+
 def check_replay_memory(spec: dict, config: Config) -> None:
     """Refuse a replay that would not fit into the RAM available now (it fills up over the run, then fails late), or,
     with `replay.backend=disk`, onto the free disk space of its directory. A run never stores more than its
     `run.steps` env steps, so a short run of a large-replay preset (a smoke test) asks only for what it will write."""
-    held = min(config.replay.capacity, config.run.steps)
+    held = stored_steps(config)
     need = Replay.estimate_bytes(spec, held, config.env.num_envs)
     what = (f"replay.capacity={config.replay.capacity:,} steps" if held == config.replay.capacity
             else f"run.steps={held:,} steps of replay (replay.capacity {config.replay.capacity:,})")
