@@ -43,7 +43,7 @@ def imagined(agent, params, batch, key):
         action, _, _ = actor(features, k_act)
         nxt = wm.seq.imagine_step(state, action, k_dyn)
         return nxt, {"raw": actor.net(features).astype(jnp.float32), "action": action, "value": critic.mean(features),
-                     "reward": wm.reward_mean(nxt["h"], nxt["z"]), "cont": wm.cont_prob(nxt["h"], nxt["z"])}
+                     "reward": wm.reward_mean(nxt), "cont": wm.cont_prob(nxt)}
 
     last, traj = jax.lax.scan(step, start, jax.random.split(k_img, cfg.horizon))
     value = jnp.concatenate([traj["value"], critic.mean(wm.seq.policy_features(last, agent.policy_inputs))[None]], 0)

@@ -54,7 +54,7 @@ def probe(logdir: str, episodes: int = 8) -> list[dict]:
                     raw = np.asarray(actor.net(features))[0]
                     answers = [wm.seq.imagine_step(state, jnp.eye(cues)[a][None], k_act) for a in range(cues)]
                     rows.append([int(np.argmax(np.asarray(greedy)[0])) == cue,
-                                 *[float(wm.reward_mean(n["h"], n["z"])[0]) for n in answers],
+                                 *[float(wm.reward_mean(n)[0]) for n in answers],
                                  float(critic.mean(features)[0]), float(entropy[0]), float(raw[-1] - raw[0])])
                     break
                 action = np.eye(cues, dtype=np.float32)[0]

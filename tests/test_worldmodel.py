@@ -56,3 +56,33 @@ def test_loss_scale_weights_exactly_its_term():
     )
     with pytest.raises(AssertionError, match=r"scales without a term \['cont'\]"):
         weighted_loss(terms, {**scales, "cont": 1.0})
+
+
+@pytest.mark.parametrize("sequence", ["s3m", "gru"])
+def test_head_inputs_full_reads_the_s5_hidden_state(sequence):
+    """`model.head_inputs=full` widens the reward and continue heads by the S5 hidden state and makes their
+    predictions depend on it; the default reads (h, z) only, and the GRU (whose hidden state is h) reads (h, z) either
+    way."""
+    import flax.nnx as nnx
+    import jax.numpy as jnp
+
+    from r2i.spaces import ActionSpace, Space
+
+    obs, act = {"vector": Space((3,))}, ActionSpace("discrete", nvec=(2,))
+    models = {kind: WorldModel(make_config("tiny", {"model.sequence": sequence, "model.head_inputs": kind}).model,
+                               obs, act, dtype=jnp.float32, rngs=nnx.Rngs(0)) for kind in ("output", "full")}
+    seq = models["output"].seq
+    extra = seq.hidden_size if sequence == "s3m" else 0
+    for kind, model in models.items():
+        assert model.reward.hidden[0].in_features == seq.deter + seq.z_size + (extra if kind == "full" else 0)
+        assert model.cont.hidden[0].in_features == model.reward.hidden[0].in_features
+    state = seq.start(seq.filter(seq.initial(1), jnp.ones((1, 1, models["output"].embed_size)),
+                                 jnp.eye(2)[None, :1], jnp.ones((1, 1), bool), jax.random.key(0))[1])
+    if sequence == "gru":
+        return
+    # Only the hidden state changes: the default heads cannot see it, the full ones do.
+    moved = {**state, "x": state["x"] + 1.0}
+    for kind, model in models.items():
+        changed = not np.allclose(model.reward_mean(state), model.reward_mean(moved)) or not np.allclose(
+            model.cont_prob(state), model.cont_prob(moved))
+        assert changed == (kind == "full"), kind

@@ -124,8 +124,8 @@ def imagine(
         out = {"logp": logp, "entropy": entropy, "critic_logits": logits, "value": value_of(features, logits),
                "slow_value": slow.mean([sg(f) for f in features])}
         nxt = seq.imagine_step(state, sg(action) if actor.discrete else action, k_dyn)
-        out["reward"] = frozen.reward_mean(nxt["h"], nxt["z"])
-        out["cont"] = frozen.cont_prob(nxt["h"], nxt["z"])
+        out["reward"] = frozen.reward_mean(nxt)
+        out["cont"] = frozen.cont_prob(nxt)
         if cont == "mode":
             out["cont"] = (out["cont"] > 0.5).astype(jnp.float32)
         return nxt, out

@@ -104,6 +104,9 @@ class ModelConfig:
                             "reward, cont; unset = 1.0 (the KL terms: kl_dyn, kl_rep)")
     policy_inputs: str = opt("hidden", "actor/critic inputs: 'output' (z,h), 'hidden' (z,x) or 'full' (z,h,x)",
                              choices=("output", "hidden", "full"))
+    head_inputs: str = opt("output", "reward and continue heads' inputs: 'output' (h,z) as in R2I and DreamerV3, or "
+                           "'full' (h,z,x), which adds the S5 hidden state x of every layer (the GRU reads (h,z) "
+                           "either way)", choices=("output", "full"))
     dtype: str = opt("auto", "compute dtype: 'auto' (float32 on CPU, bfloat16 on GPU/TPU), 'float32', 'bfloat16'",
                      choices=("auto", "float32", "bfloat16"))
 

@@ -132,9 +132,21 @@ class S3M(_Latent):
         """'output': [z, h]; 'hidden': [z, x]; 'full': [z, h, x] with x = (Re x, Im x) of all layers, flattened."""
         if kind == "output":
             return [state["z"], state["h"]]
-        x = state["x"]
-        x = jnp.concatenate([x.real, x.imag], -1).reshape(x.shape[:-2] + (self.hidden_size,))
+        x = self.flat_hidden(state["x"])
         return [state["z"], x] if kind == "hidden" else [state["z"], state["h"], x]
+
+    def head_features(self, state, kind: str) -> list[jax.Array]:
+        """The world model's reward and continue heads' inputs: 'output' [h, z]; 'full' [h, z, x] (x as above)."""
+        if kind == "output":
+            return [state["h"], state["z"]]
+        return [state["h"], state["z"], self.flat_hidden(state["x"])]
+
+    def head_feature_size(self, kind: str) -> int:
+        return self.deter + self.z_size + (self.hidden_size if kind == "full" else 0)
+
+    def flat_hidden(self, x: jax.Array) -> jax.Array:
+        """x: (..., layers, P) complex64 → (..., hidden_size) float32, the Re and Im parts of every layer's state."""
+        return jnp.concatenate([x.real, x.imag], -1).reshape(x.shape[:-2] + (self.hidden_size,))
 
 
 class RSSM(_Latent):
@@ -218,6 +230,13 @@ class RSSM(_Latent):
     def policy_features(self, state, kind: str) -> list[jax.Array]:
         """The GRU's hidden state is h itself, so every kind reads [z, h]."""
         return [state["z"], state["h"]]
+
+    def head_features(self, state, kind: str) -> list[jax.Array]:
+        """The GRU's hidden state is h itself, so every kind reads [h, z]."""
+        return [state["h"], state["z"]]
+
+    def head_feature_size(self, kind: str) -> int:
+        return self.deter + self.z_size
 
 
 def make_sequence_model(cfg: ModelConfig, embed_size: int, act_size: int, *, dtype, rngs: nnx.Rngs):

@@ -58,9 +58,12 @@ class WorldModel(nnx.Module):
                                       dtype=dtype, rngs=rngs)
         if self.image_keys:
             self.image_decoder = ImageDecoder(feat, sum(self.image_channels), cfg.cnn_depth, dtype=dtype, rngs=rngs)
-        self.reward = MLP(feat, cfg.reward_head.layers, cfg.reward_head.units, cfg.reward_bins, out_init=zeros,
+        # The reward and continue heads may also read the S5 hidden state (`model.head_inputs`); the decoders read (h, z).
+        self.head_inputs = cfg.head_inputs
+        head = self.seq.head_feature_size(cfg.head_inputs)
+        self.reward = MLP(head, cfg.reward_head.layers, cfg.reward_head.units, cfg.reward_bins, out_init=zeros,
                           dtype=dtype, rngs=rngs)
-        self.cont = MLP(feat, cfg.cont_head.layers, cfg.cont_head.units, 1, dtype=dtype, rngs=rngs)
+        self.cont = MLP(head, cfg.cont_head.layers, cfg.cont_head.units, 1, dtype=dtype, rngs=rngs)
         self.scales = self.loss_scales(cfg, bool(self.vector_keys), bool(self.image_keys))
 
     @staticmethod
@@ -95,13 +98,14 @@ class WorldModel(nnx.Module):
 
     # -- heads ---------------------------------------------------------------------------------------------------------
 
-    def reward_mean(self, h, z) -> jax.Array:
-        """Predicted reward (...,) float32 from h (..., D), z (..., Z)."""
-        return dists.twohot_mean(self.reward([h, z]), dists.twohot_bins(self.bins))
+    def reward_mean(self, state: dict) -> jax.Array:
+        """Predicted reward (...,) float32 from a model state {"h": (..., D), "z": (..., Z), ("x": S3M's hidden)}."""
+        return dists.twohot_mean(self.reward(self.seq.head_features(state, self.head_inputs)),
+                                 dists.twohot_bins(self.bins))
 
-    def cont_prob(self, h, z) -> jax.Array:
-        """Predicted continue probability (...,) float32."""
-        return jax.nn.sigmoid(self.cont([h, z])[..., 0].astype(jnp.float32))
+    def cont_prob(self, state: dict) -> jax.Array:
+        """Predicted continue probability (...,) float32 from a model state (as `reward_mean`)."""
+        return jax.nn.sigmoid(self.cont(self.seq.head_features(state, self.head_inputs))[..., 0].astype(jnp.float32))
 
     # -- loss ----------------------------------------------------------------------------------------------------------
 
@@ -129,9 +133,10 @@ class WorldModel(nnx.Module):
             target = jnp.concatenate([batch[k] for k in self.image_keys], -1).astype(jnp.float32) / 255.0
             pred = self.image_decoder([h, z])
             terms["image"] = jnp.sum((pred - target) ** 2, (-3, -2, -1))
-        terms["reward"] = dists.twohot_nll(self.reward([h, z]), batch["reward"], dists.twohot_bins(self.bins))
+        head = self.seq.head_features(out, self.head_inputs)
+        terms["reward"] = dists.twohot_nll(self.reward(head), batch["reward"], dists.twohot_bins(self.bins))
         cont_target = 1.0 - batch["is_terminal"].astype(jnp.float32)
-        terms["cont"] = dists.bernoulli_nll(self.cont([h, z])[..., 0], cont_target)
+        terms["cont"] = dists.bernoulli_nll(self.cont(head)[..., 0], cont_target)
 
         post, prior = out["post"], out["prior"]
         kl_dyn = jnp.sum(dists.categorical_kl(sg(post), prior), -1)
