@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from r2i.signals import GracefulExit
+from r2i.signals import ChildProcesses, GracefulExit, StopRequested
 
 
 def test_graceful_exit_sigint_and_sigterm():
@@ -64,3 +64,55 @@ def test_graceful_exit_outside_main_thread():
     thread.start()
     thread.join()
     assert result == {"requested": False, "handler": before}
+
+
+CHILD = textwrap.dedent(
+    """
+    import pathlib, signal, sys, time
+    out = pathlib.Path(sys.argv[1])
+    def stop(signum, frame):
+        out.with_suffix(".stopped").write_text(str(signum))  # where r2i train would write its checkpoint
+        sys.exit(143)
+    signal.signal(signal.SIGTERM, stop)
+    out.with_suffix(".ready").write_text("")
+    time.sleep(60)
+    """
+)
+
+
+def _wait_for(path, timeout=30.0):
+    end = time.time() + timeout
+    while not path.exists():
+        assert time.time() < end, f"{path} did not appear"
+        time.sleep(0.02)
+
+
+def test_child_processes_pass_a_sigterm_on_and_start_no_new_child(tmp_path):
+    """A SIGTERM to a parent running trainings reaches every running child (which can checkpoint), the parent's
+    `run` calls raise StopRequested, no new child starts, and the parent's handlers are restored."""
+    before = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+    outcomes = {}
+
+    def parent_thread(name):
+        try:
+            children.run([sys.executable, "-c", CHILD, str(tmp_path / name)])
+            outcomes[name] = "finished"
+        except StopRequested as stop:
+            outcomes[name] = stop.signum
+
+    with ChildProcesses() as children:
+        threads = [threading.Thread(target=parent_thread, args=(n,)) for n in ("a", "b")]
+        for t in threads:
+            t.start()
+        for name in ("a", "b"):
+            _wait_for(tmp_path / f"{name}.ready")
+        os.kill(os.getpid(), signal.SIGTERM)
+        for t in threads:
+            t.join(30)
+        assert children.requested and children.signum == signal.SIGTERM
+        with pytest.raises(StopRequested, match="stopped by SIGTERM"):
+            children.run([sys.executable, "-c", CHILD, str(tmp_path / "c")])
+    assert outcomes == {"a": signal.SIGTERM, "b": signal.SIGTERM}
+    assert (tmp_path / "a.stopped").read_text() == (tmp_path / "b.stopped").read_text() == str(int(signal.SIGTERM))
+    assert not (tmp_path / "c.ready").exists()
+    assert {sig: signal.getsignal(sig) for sig in before} == before

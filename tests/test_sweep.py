@@ -160,3 +160,40 @@ def test_a_damaged_archive_is_a_one_line_error_and_leaves_no_half_restored_run(t
     archive.write_bytes(b"not a tar file at all")
     with pytest.raises(ConfigError, match="cannot be unpacked"):
         sw.unpack(run, there, carry)
+
+
+def test_a_sigterm_to_the_sweep_stops_its_trainings_and_starts_no_more(tmp_path, monkeypatch):
+    """`kill <sweep>` reaches the trainings it runs (they checkpoint and exit), starts none of the remaining runs,
+    records no row, and ends in StopRequested (the CLI's exit code 143)."""
+    import os
+    import signal
+    import sys
+    import threading
+    import time
+
+    from test_signals import CHILD
+
+    from r2i.signals import StopRequested
+
+    started = []
+
+    def fake_execute(run, root, preset, env, runner=None):
+        marker = tmp_path / f"{run.model}-{run.seed}"
+        started.append(marker.name)
+        runner([sys.executable, "-c", CHILD, str(marker)])
+        return {"env_steps": 1, "eval/success": 1.0}
+
+    def kill_when_ready():
+        end = time.time() + 30
+        while len(list(tmp_path.glob("*.ready"))) < 2 and time.time() < end:
+            time.sleep(0.02)
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    monkeypatch.setattr(sw, "execute", fake_execute)
+    threading.Thread(target=kill_when_ready, daemon=True).start()
+    csv_path = tmp_path / "memory_len.csv"
+    with pytest.raises(StopRequested):
+        sw.sweep("memory_len", ["10"], ["s3m", "gru"], [0, 1], preset="bsuite_cpu", root=tmp_path / "runs",
+                 csv_path=csv_path, jobs=2)
+    assert len(started) == 2 and len(list(tmp_path.glob("*.stopped"))) == 2
+    assert not csv_path.exists()

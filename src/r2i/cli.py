@@ -319,12 +319,16 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
     from r2i.errors import R2IError
     from r2i.runtime import enable_compilation_cache
+    from r2i.signals import StopRequested
 
     enable_compilation_cache()
     try:
         return args.handler(args, extra)
     except KeyboardInterrupt:
         return 130
+    except StopRequested as stop:  # r2i sweep / bench solve: their trainings were stopped cleanly
+        print(f"r2i: {stop}; the trainings it had started wrote checkpoints and exited", file=sys.stderr)
+        return 128 + (stop.signum or 2)
     except R2IError as error:  # input errors are one line that names the fix, not a traceback
         print(f"r2i: error: {error}", file=sys.stderr)
         return 2

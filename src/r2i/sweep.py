@@ -39,6 +39,7 @@ from r2i.metrics import METRICS_FILE, TB_DIR
 from r2i.plot import SWEEP_COLUMNS
 from r2i.rundir import CONFIG_FILE, RESULT_FILE
 from r2i.runtime import source_commit
+from r2i.signals import ChildProcesses, StopRequested
 
 COLUMNS = (*SWEEP_COLUMNS, "commit")
 COMMITS_FILE = "commits.txt"
@@ -196,8 +197,9 @@ def _recorded(csv_path: Path) -> set[tuple[str, str, str, int]]:
         return {_run_key(r) for r in csv.DictReader(f)}
 
 
-def execute(run: Run, root: Path, preset: str, env: dict) -> dict:
-    """Train (or resume, or skip) one run; returns its result dict."""
+def execute(run: Run, root: Path, preset: str, env: dict, runner=None) -> dict:
+    """Train (or resume, or skip) one run; returns its result dict. `runner` starts the training process
+    (`subprocess.run` or `ChildProcesses.run`, which raises `StopRequested` when the sweep is being stopped)."""
     logdir = run.logdir(root)
     result_path = logdir / RESULT_FILE
     if not result_path.exists():
@@ -210,7 +212,7 @@ def execute(run: Run, root: Path, preset: str, env: dict) -> dict:
         cmd = [sys.executable, "-m", "r2i.cli", "train", "--quiet", "--preset", preset, "--logdir", str(logdir),
                *run.overrides]
         with open(logdir / "train.log", "a") as log:
-            proc = subprocess.run(cmd, stdout=log, stderr=subprocess.STDOUT, env=env)
+            proc = (runner or subprocess.run)(cmd, stdout=log, stderr=subprocess.STDOUT, env=env)
         if proc.returncode:
             raise RunFailedError(f"run {logdir} failed with exit code {proc.returncode}; see {logdir / 'train.log'}")
     return json.loads(result_path.read_text())
@@ -316,11 +318,16 @@ def sweep(suite: str, settings: list[str], models: list[str], seeds: list[int], 
     env = dict(os.environ)
     rows = []
 
-    def one(run: Run) -> dict:
+    def one(run: Run) -> dict | None:
         start = time.time()
+        if children.requested:
+            return None
         if carry is not None and unpack(run, root, carry):
             print(f"r2i sweep: resuming {run.logdir(root)} from {run.archive(carry)}", flush=True)
-        result = execute(run, root, preset, env)
+        try:
+            result = execute(run, root, preset, env, runner=children.run)
+        except StopRequested:
+            return None
         row = dict(suite=run.suite, setting=run.setting, model=run.model, seed=run.seed,
                    env_steps=result["env_steps"], success=round(success_of(run.suite, result), 4),
                    wall_s=round(result.get("wall_s", time.time() - start), 1),
@@ -329,7 +336,10 @@ def sweep(suite: str, settings: list[str], models: list[str], seeds: list[int], 
             print(f"r2i sweep: {json.dumps(row)}", flush=True)
         return row
 
-    with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
-        for row in pool.map(one, todo):
-            rows.append(row)
+    # A SIGINT / SIGTERM to the sweep reaches its trainings: they checkpoint and exit, and the same command resumes.
+    with ChildProcesses() as children, ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
+        rows = [row for row in pool.map(one, todo) if row is not None]
+    if children.requested:
+        print("r2i sweep: stopped; the same command resumes the unfinished runs", flush=True)
+        raise StopRequested(children.signum)
     return rows

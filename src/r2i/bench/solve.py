@@ -27,6 +27,7 @@ import numpy as np
 
 from r2i.bench.common import emit
 from r2i.runtime import device_description
+from r2i.signals import ChildProcesses, StopRequested
 
 
 def _children_cpu() -> tuple[float, float]:
@@ -34,7 +35,8 @@ def _children_cpu() -> tuple[float, float]:
     return usage.ru_utime, usage.ru_stime
 
 
-def run_seed(seed: int, root: Path, preset: str, threshold: float, eval_every: int, extra: list[str]) -> dict:
+def run_seed(seed: int, root: Path, preset: str, threshold: float, eval_every: int, extra: list[str],
+             runner=subprocess.run) -> dict:
     """Train one seed to `threshold` (or to the preset's `run.steps`) and read back when it got there."""
     logdir = root / f"seed{seed}"
     if logdir.exists():
@@ -44,7 +46,7 @@ def run_seed(seed: int, root: Path, preset: str, threshold: float, eval_every: i
     cmd = [sys.executable, "-m", "r2i.cli", "train", "--preset", preset, "--seed", str(seed), "--logdir", str(logdir),
            "--quiet", f"run.stop_at_success={threshold}", f"run.eval_every={eval_every}", *extra]
     start = time.time()
-    proc = subprocess.run(cmd, capture_output=True, text=True)
+    proc = runner(cmd, capture_output=True, text=True)
     wall = time.time() - start
     if proc.returncode:
         tail = (proc.stderr.strip().splitlines() or ["(no output)"])[-1]
@@ -79,13 +81,19 @@ def run(seeds: list[int], root: Path, preset: str, threshold: float, eval_every:
     env_note = {"device": device_description(), "jobs": jobs, "threshold": threshold, "eval_every": eval_every,
                 "overrides": extra}
     cpu0 = _children_cpu()
-    with concurrent.futures.ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
-        futures = [pool.submit(run_seed, s, root, preset, threshold, eval_every, extra) for s in seeds]
+    # A SIGINT / SIGTERM reaches the seeds' trainings (they checkpoint and exit); the seeds done so far are printed.
+    with ChildProcesses() as children, concurrent.futures.ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
+        futures = [pool.submit(run_seed, s, root, preset, threshold, eval_every, extra, children.run) for s in seeds]
         results = []
         for future in futures:  # in seed order
-            record = {**future.result(), **env_note}
+            try:
+                record = {**future.result(), **env_note}
+            except StopRequested:
+                continue
             emit(record)
             results.append(record)
+    if children.requested:
+        raise StopRequested(children.signum)
     cpu1 = _children_cpu()
     done = [r for r in results if "error" not in r]
     times = [r["wall_s_to_success"] for r in done if r["solved"]]
