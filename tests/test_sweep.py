@@ -83,9 +83,11 @@ def test_rows_record_the_commits_a_run_was_trained_with(tmp_path, monkeypatch):
             sw.execute(run, root, "bsuite_cpu", {})
     sw.execute(run, root, "bsuite_cpu", {})
     assert sw.run_commits(logdir) == ["aaaa", "bbbb+dirty"]
-    sw.sweep("memory_len", ["10"], ["s3m"], [0], preset="bsuite_cpu", root=root, csv_path=path)
+    sw.sweep("memory_len", ["10"], ["s3m"], [0], preset="bsuite_cpu", root=root, csv_path=path,
+             extra=["behavior.entropy=0.01"])
     (row,) = csv.DictReader(open(path))
     assert row["commit"] == "aaaa+bbbb+dirty"
+    assert row["overrides"] == "behavior.entropy=0.01"  # the variant the row measured
 
 
 def test_a_csv_without_the_commit_column_is_upgraded_in_place(tmp_path):
@@ -96,7 +98,7 @@ def test_a_csv_without_the_commit_column_is_upgraded_in_place(tmp_path):
     assert sw._append_row(path, row)
     rows = list(csv.DictReader(open(path)))
     assert list(rows[0]) == list(sw.COLUMNS)
-    assert [(r["model"], r["commit"]) for r in rows] == [("gru", ""), ("s3m", "abc")]
+    assert [(r["model"], r["commit"], r["overrides"]) for r in rows] == [("gru", "", ""), ("s3m", "abc", "")]
 
 
 def _fake_run_dir(logdir, steps):

@@ -41,7 +41,9 @@ from r2i.rundir import CONFIG_FILE, RESULT_FILE
 from r2i.runtime import source_commit
 from r2i.signals import ChildProcesses, StopRequested
 
-COLUMNS = (*SWEEP_COLUMNS, "commit")
+# `overrides`: the key=value arguments given to the sweep on top of each run's own (blank in rows written before the
+# column existed), so that a row says which variant it measured.
+COLUMNS = (*SWEEP_COLUMNS, "commit", "overrides")
 COMMITS_FILE = "commits.txt"
 DISCOUNTING_DELAYS = (1, 3, 10, 30, 100)
 
@@ -331,7 +333,8 @@ def sweep(suite: str, settings: list[str], models: list[str], seeds: list[int], 
         row = dict(suite=run.suite, setting=run.setting, model=run.model, seed=run.seed,
                    env_steps=result["env_steps"], success=round(success_of(run.suite, result), 4),
                    wall_s=round(result.get("wall_s", time.time() - start), 1),
-                   commit="+".join(dict.fromkeys(run_commits(run.logdir(root)))) or "unknown")
+                   commit="+".join(dict.fromkeys(run_commits(run.logdir(root)))) or "unknown",
+                   overrides=" ".join(extra))
         if _append_row(csv_path, row):
             print(f"r2i sweep: {json.dumps(row)}", flush=True)
         return row
