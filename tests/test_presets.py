@@ -354,12 +354,12 @@ class _LineWorld:
             return {"h": state["h"] + 0.3 * action[:, :1] - 0.1, "z": state["z"]}
 
     @staticmethod
-    def reward_mean(h, z):
-        return h[:, 0]
+    def reward_mean(state):
+        return state["h"][:, 0]
 
     @staticmethod
-    def cont_prob(h, z):
-        return jax.nn.sigmoid(4 * h[:, 0])
+    def cont_prob(state):
+        return jax.nn.sigmoid(4 * state["h"][:, 0])
 
 
 def test_imagined_continuation_mode():
