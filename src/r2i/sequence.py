@@ -16,6 +16,7 @@ prior without observations.
 * `start(out)` → imagination state {"h": (N, D), "z": (N, Z), ("x": (N, N_l, P))} from filter outputs flattened.
 * `imagine_step(state, action, key)` → next state from the prior: state as from `start`, action (N, A).
 * `policy_features(state, kind)` → list of arrays that the actor and critic read (see `feature_size`).
+* `head_features(state, kind)` → list of arrays that the reward and continue heads read (see `head_feature_size`).
 
 At an episode start (is_first_t) the model starts from its initial state, identically in `filter` and
 `filter_step` and therefore in training and acting: S3M replaces the previous latent and action by zeros and the
