@@ -12,7 +12,7 @@ fitted on half of ≈ 1,000 held-out episodes, which the world model never train
 
 Written for docs/notes.md ("The cue is in the S5 state, not in its output"):
 
-    python benchmarks/cue_probe.py [p0=0.5] [updates=3000] [every=250] [data=4000] [key=value config overrides]
+    python benchmarks/cue_probe.py [p0=0.5] [memory_actions=random|fixed] [updates=3000] [every=250] [data=4000] [key=value config overrides]
 """
 
 from __future__ import annotations
@@ -34,16 +34,20 @@ from r2i.replay import Replay
 from r2i.run import replay_spec
 
 
-def collect(config, steps: int, p0: float, seed: int) -> tuple[list[dict], VectorDriver]:
+def collect(config, steps: int, p0: float, seed: int, memory_actions: str = "random") -> tuple[list[dict], VectorDriver]:
     """`steps` env steps of random actions (answer 0 with probability p0) from 4 envs: one list of replay rows
-    (observation keys, "action") per env, and the envs."""
+    (observation keys, "action") per env, and the envs. With memory_actions="fixed" only the answer (the action on
+    the query observation) is random; the N actions before it, which the environment ignores, are all action 0."""
     driver = VectorDriver(make_specs(config.env.id, 4, seed, **config.env.options), False)
     assert driver.act_space.size == 2, f"cue_probe needs 2 actions (2 cues), got {driver.act_space.size}"
     keys = [k for k in replay_spec(driver) if k != "action"]
     rng, streams = np.random.default_rng(seed), [[] for _ in range(4)]
     obs = driver.reset()
     for _ in range(steps // 4):
-        action = np.eye(2, dtype=np.float32)[(rng.random(4) >= p0).astype(int)]
+        answer = (rng.random(4) >= p0).astype(int)
+        if memory_actions == "fixed":
+            answer = np.where(obs["vector"][:, 1] > 0.5, answer, 0)
+        action = np.eye(2, dtype=np.float32)[answer]
         for i, stream in enumerate(streams):
             stream.append({**{k: obs[k][i] for k in keys}, "action": action[i]})
         obs = driver.step(action)
@@ -86,10 +90,12 @@ def main(argv: list[str]) -> None:
     over = dict(a.split("=", 1) for a in argv if "=" in a)
     p0, updates = float(over.pop("p0", 0.5)), int(over.pop("updates", 3000))
     every, steps = int(over.pop("every", 250)), int(over.pop("data", 4000))
+    memory_actions = over.pop("memory_actions", "random")
+    assert memory_actions in ("random", "fixed"), f"memory_actions must be random or fixed, got {memory_actions!r}"
     config = make_config(over.pop("preset", "default"), over)
-    streams, driver = collect(config, steps, p0, config.seed)
+    streams, driver = collect(config, steps, p0, config.seed, memory_actions)
     replay = fill_replay(config, streams)
-    held_out = episode_batch(collect(config, 12_000, p0, config.seed + 1000)[0])  # unseen episodes, each once
+    held_out = episode_batch(collect(config, 12_000, p0, config.seed + 1000, memory_actions)[0])  # unseen episodes, each once
     agent = Agent.from_config(config, driver.obs_space, driver.act_space)
     state = agent.init(jax.random.key(config.seed))
     batch_size = config.run.batch_size
@@ -122,7 +128,7 @@ def main(argv: list[str]) -> None:
                                          for n, v in sorted(parts.items())}}
 
     key, losses, start = jax.random.key(config.seed + 100), [], time.time()
-    print(json.dumps({"p0": p0, "overrides": over, "update": 0, **probe(state.params)}), flush=True)
+    print(json.dumps({"p0": p0, "memory_actions": memory_actions, "overrides": over, "update": 0, **probe(state.params)}), flush=True)
     for u in range(1, updates + 1):
         key, k = jax.random.split(key)
         state, metrics = update(state, replay.sample(batch_size), k)
