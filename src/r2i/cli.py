@@ -163,10 +163,16 @@ def _bench_scan(args: argparse.Namespace, extra: list[str]) -> int:
 
 
 def _bench_train(args: argparse.Namespace, extra: list[str]) -> int:
+    from r2i import config as cfgmod
     from r2i.bench import train
     from r2i.bench.common import parse_ints
+    from r2i.errors import ConfigError
 
-    train.run(args.models.split(","), args.size, parse_ints(args.B), parse_ints(args.T), args.repeats)
+    variants = dict(train.parse_variant(v) for v in args.variant or [])
+    if len(variants) != len(args.variant or []):
+        raise ConfigError("--variant names must differ from each other")
+    train.run(args.models.split(","), args.size, parse_ints(args.B), parse_ints(args.T), args.repeats,
+              cfgmod.parse_overrides(extra), variants)
     return 0
 
 
@@ -291,7 +297,11 @@ def build_parser() -> argparse.ArgumentParser:
     btrain.add_argument("--T", default="64,256,1024", help="sequence lengths, comma-separated")
     btrain.add_argument("--models", default="s3m,gru", help="sequence models to time")
     btrain.add_argument("--repeats", type=int, default=3, help="timed updates after one warm-up update")
-    btrain.set_defaults(handler=_bench_train)
+    btrain.add_argument("--variant", action="append", metavar="NAME:OVERRIDES",
+                        help="also time the update with these key=value overrides (space-separated), e.g. "
+                        "'full:model.head_inputs=full'; repeatable; a summary line gives each variant's time over the "
+                        "base's. key=value arguments outside --variant apply to every update")
+    btrain.set_defaults(handler=_bench_train, extra_ok=True)
     bsolve = benches.add_parser("solve", help="time from `r2i train` to a solved task, per seed (default preset)")
     bsolve.add_argument("--seeds", default="0,1,2,3,4", help="seeds, comma-separated")
     bsolve.add_argument("--preset", default="default", help="preset to train")

@@ -4,6 +4,11 @@ Each (model, B, T) runs in its own process so that its peak RSS and compile time
 compilation cache is off there). One JSON line per (model, B, T), then a summary line with the gru/s3m ratio per T
 and the machine's float32 matmul throughput measured in the same run, so each update's fraction of that roofline is
 shown (`roofline_fraction` = FLOPs / matmul throughput / median time).
+
+Config overrides (`key=value`) apply to every update timed. `--variant NAME:OVERRIDES` (repeatable) also times the
+update with more overrides, e.g. `--variant 'full:model.head_inputs=full'`: each variant runs right after the base
+update of the same (model, B, T), so the two share the machine's load, and a summary line gives each variant's time
+over the base's (`variant_over_base`).
 """
 
 from __future__ import annotations
@@ -11,6 +16,7 @@ from __future__ import annotations
 import json
 import os
 import resource
+import shlex
 import subprocess
 import sys
 import time
@@ -96,13 +102,40 @@ def worker(model: str, size: str, b: int, t: int, repeats: int, extra: dict | No
     )
 
 
-def run(models: list[str], size: str, batch: list[int], length: list[int], repeats: int) -> None:
-    if size not in SIZES:
-        from r2i.errors import ConfigError
+def parse_variant(text: str) -> tuple[str, dict[str, str]]:
+    """'full:model.head_inputs=full behavior.entropy=1e-2' → ('full', {'model.head_inputs': 'full', …})."""
+    from r2i.config import parse_overrides
+    from r2i.errors import ConfigError
 
+    name, sep, body = text.partition(":")
+    if not sep or not name.strip() or not body.strip():
+        raise ConfigError(f"--variant must be NAME:key=value [key=value …], e.g. 'full:model.head_inputs=full', "
+                          f"got {text!r}")
+    if name.strip() == "base":
+        raise ConfigError("--variant name 'base' is taken by the update without the variant's overrides")
+    return name.strip(), parse_overrides(shlex.split(body))
+
+
+def _check_overrides(size: str, models: list[str], overrides: dict, variants: dict[str, dict]) -> None:
+    """Build every variant's config once, here, so that a bad key fails before any timing starts."""
+    from r2i.config import make_config
+
+    for extra in [overrides, *({**overrides, **v} for v in variants.values())]:
+        for model in models:
+            make_config("default", dict(SIZES[size], **extra, **{"model.sequence": model}))
+
+
+def run(models: list[str], size: str, batch: list[int], length: list[int], repeats: int,
+        overrides: dict[str, str] | None = None, variants: dict[str, dict[str, str]] | None = None) -> None:
+    """Time every (model, B, T) with `overrides`, and again with each variant's overrides added."""
+    from r2i.errors import ConfigError
+
+    if size not in SIZES:
         renamed = " ('popgym' was renamed 'popgym_released': the released config, not the popgym preset)" if (
             size == "popgym") else ""
         raise ConfigError(f"--size must be one of {', '.join(SIZES)}, got {size!r}{renamed}")
+    overrides, variants = dict(overrides or {}), dict(variants or {})
+    _check_overrides(size, models, overrides, variants)
     roofline = matmul_gflops()
     emit(dict(bench="train", roofline="matmul_float32", n=2048, gflops=round(roofline, 1),
               device=device_description()))
@@ -110,16 +143,28 @@ def run(models: list[str], size: str, batch: list[int], length: list[int], repea
     for b in batch:
         for t in length:
             for model in models:
-                env = dict(os.environ, R2I_NO_COMPILE_CACHE="1")
-                cmd = [sys.executable, "-m", "r2i.bench.train", model, size, str(b), str(t), str(repeats)]
-                proc = subprocess.run(cmd, env=env, capture_output=True, text=True)
-                if proc.returncode:
-                    emit(dict(bench="train", model=model, B=b, T=t, error=proc.stderr.strip().splitlines()[-1:]))
-                    continue
-                record = json.loads(proc.stdout.strip().splitlines()[-1])
-                record["roofline_fraction"] = round(record["gflops_achieved"] / roofline, 3)
-                emit(record)
-                results.append(record)
+                for variant, extra in [("base", overrides), *((n, {**overrides, **v}) for n, v in variants.items())]:
+                    env = dict(os.environ, R2I_NO_COMPILE_CACHE="1")
+                    cmd = [sys.executable, "-m", "r2i.bench.train", model, size, str(b), str(t), str(repeats),
+                           json.dumps(extra)]
+                    proc = subprocess.run(cmd, env=env, capture_output=True, text=True)
+                    tags = dict(variant=variant, overrides=extra) if (variants or overrides) else {}
+                    if proc.returncode:
+                        emit(dict(bench="train", model=model, B=b, T=t, **tags,
+                                  error=proc.stderr.strip().splitlines()[-1:]))
+                        continue
+                    record = dict(json.loads(proc.stdout.strip().splitlines()[-1]), **tags)
+                    record["roofline_fraction"] = round(record["gflops_achieved"] / roofline, 3)
+                    emit(record)
+                    results.append(record)
+    if variants:
+        times = {(r.get("variant", "base"), r["model"], r["B"], r["T"]): r["median_s"] for r in results}
+        emit(dict(bench="train", summary="variant_over_base", size=size, variants=variants, ratios={
+            f"{name} {model} B{b}xT{t}": round(times[(name, model, b, t)] / times[("base", model, b, t)], 3)
+            for name in variants for model in models for b in batch for t in length
+            if (name, model, b, t) in times and ("base", model, b, t) in times
+        }, device=device_description()))
+    results = [r for r in results if r.get("variant", "base") == "base"]
     by_key = {(r["model"], r["B"], r["T"]): r for r in results}
     ratios = {
         f"B{b}xT{t}": round(by_key[("gru", b, t)]["median_s"] / by_key[("s3m", b, t)]["median_s"], 3)
@@ -131,8 +176,9 @@ def run(models: list[str], size: str, batch: list[int], length: list[int], repea
               device=device_description()))
 
 
-if __name__ == "__main__":  # worker process: python -m r2i.bench.train MODEL SIZE B T REPEATS
+if __name__ == "__main__":  # worker process: python -m r2i.bench.train MODEL SIZE B T REPEATS [OVERRIDES_JSON]
     if not os.environ.get("R2I_SYSTEM_MALLOC"):  # as `r2i train` runs it (set R2I_SYSTEM_MALLOC=1 to compare)
         allocator.configure()
     _model, _size, _b, _t, _repeats = sys.argv[1:6]
-    print(json.dumps(worker(_model, _size, int(_b), int(_t), int(_repeats))), flush=True)
+    _extra = json.loads(sys.argv[6]) if len(sys.argv) > 6 else {}
+    print(json.dumps(worker(_model, _size, int(_b), int(_t), int(_repeats), _extra)), flush=True)
