@@ -155,3 +155,10 @@ def test_aggregator_mask_and_missing_log_values():
     out = agg.result()
     assert out["eval/count"] == 2.0 and out["eval/return"] == 1.5 and out["eval/success"] == 1.0
     assert np.isnan(out["eval/score"])
+
+
+def test_published_ticks_do_not_crowd_ours():
+    from r2i.plot import add_ticks
+
+    assert add_ticks([10.0, 100.0], [18.0, 101.0]) == [10.0, 18.0, 100.0]  # 101 would print over 100
+    assert add_ticks([30.0], [512.0, 1024.0]) == [30.0, 512.0, 1024.0]

@@ -134,6 +134,16 @@ def _is_number(text: str) -> bool:
     return True
 
 
+def add_ticks(ticks: list[float], extra: list[float], min_ratio: float = 1.15) -> list[float]:
+    """`ticks` plus those of `extra` that are not within a factor `min_ratio` of a tick already there (on the log
+    axes of the sweeps, 100 and 101 would print on top of each other), sorted."""
+    out = sorted(set(ticks))
+    for t in extra:
+        if all(max(t, u) / min(t, u) >= min_ratio for u in out if t > 0 and u > 0):
+            out = sorted(set(out) | {t})
+    return out
+
+
 def plot_sweep(csv_path: str | Path, out: str | Path, published: bool = True) -> Path:
     """Success vs. setting per suite from a sweep CSV, like the R2I paper's BSuite memory figure.
 
@@ -179,7 +189,7 @@ def plot_sweep(csv_path: str | Path, out: str | Path, published: bool = True) ->
             mean = np.array([v.mean() for v in values])
             counts = sorted({len(v) for v in values})
             seeds = f"{counts[0]}" if len(counts) == 1 else f"{counts[0]}–{counts[-1]}"
-            (line,) = ax.plot(xs, mean, marker="o", label=f"{model} ({seeds} seeds per point)")
+            (line,) = ax.plot(xs, mean, marker="o", label=f"{model} ({seeds} seed{'' if seeds == '1' else 's'} per point)")
             low, high = np.array([v.min() for v in values]), np.array([v.max() for v in values])
             ax.fill_between(xs, low, high, color=line.get_color(), alpha=0.2, linewidth=0)
         ticks = [position[s] for s in names]
@@ -188,7 +198,7 @@ def plot_sweep(csv_path: str | Path, out: str | Path, published: bool = True) ->
                 px, py = zip(*points)
                 ax.plot(px, py, linestyle="--", marker=style, markerfacecolor="none", color="grey", alpha=0.8,
                         linewidth=1, label=label)
-                ticks = sorted(set(ticks) | {float(px[0]), float(px[-1])})
+                ticks = add_ticks(ticks, [float(px[0]), float(px[-1])])
         if numeric and ticks[0] > 0 and ticks[-1] / ticks[0] >= 16:  # e.g. memory lengths 1 ... 100: log axis
             ax.set_xscale("log")
             ax.minorticks_off()
