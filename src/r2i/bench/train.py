@@ -172,8 +172,9 @@ def run(models: list[str], size: str, batch: list[int], length: list[int], repea
         for t in length
         if ("gru", b, t) in by_key and ("s3m", b, t) in by_key
     }
-    emit(dict(bench="train", summary="gru_over_s3m", size=size, ratios=ratios, matmul_gflops=round(roofline, 1),
-              device=device_description()))
+    if ratios:  # both models timed
+        emit(dict(bench="train", summary="gru_over_s3m", size=size, ratios=ratios, matmul_gflops=round(roofline, 1),
+                  device=device_description()))
 
 
 if __name__ == "__main__":  # worker process: python -m r2i.bench.train MODEL SIZE B T REPEATS [OVERRIDES_JSON]
