@@ -218,9 +218,12 @@ def test_doctor_takes_train_overrides(capsys):
     assert "NOT enough" not in out, out
 
 
-def test_progress_bar_says_compiling_and_times_training_from_its_start(capsys):
+def test_progress_bar_says_compiling_and_times_training_from_its_start(capsys, monkeypatch):
+    from r2i import console
     from r2i.run import Counters, _Progress
 
+    now = [1000.0]  # a clock the test moves: the rate below must not depend on how long the test itself takes
+    monkeypatch.setattr(console.time, "monotonic", lambda: now[0])
     counters = Counters()
     bar = _Progress(100, counters, enabled=True)
     assert bar.bar.desc == "prefill"
@@ -232,7 +235,7 @@ def test_progress_bar_says_compiling_and_times_training_from_its_start(capsys):
     bar.update(counters)
     # A fresh bar from the first update: its rate (and ETA) exclude the fast random-action prefill.
     assert bar.bar.desc == "train" and bar.bar.format_dict["initial"] == 44 and bar.bar.n == 44
-    bar._start = (bar._start[0] - 2.0, *bar._start[1:])  # two seconds of training later
+    now[0] += 2.0  # two seconds of training later
     counters.env_steps, counters.updates = 48, 6
     bar.update(counters)
     assert "upd/s 2" in bar.bar.postfix  # 4 updates in 2 s
