@@ -32,6 +32,8 @@ def test_bad_override_fails_before_timing(monkeypatch):
         train.run(["s3m"], "cpu", [4], [64], 1, variants={"typo": {"model.head_input": "full"}})
     with pytest.raises(ConfigError, match="head_inputs"):
         train.run(["s3m"], "cpu", [4], [64], 1, overrides={"model.head_inputs": "everything"})
+    with pytest.raises(ConfigError, match="use --B instead of run.batch_size=8"):
+        train.run(["s3m"], "cpu", [4], [64], 1, variants={"big": {"run.batch_size": "8"}})
 
 
 def test_cli_refuses_duplicate_variant_names(capsys):

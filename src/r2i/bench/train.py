@@ -116,11 +116,19 @@ def parse_variant(text: str) -> tuple[str, dict[str, str]]:
     return name.strip(), parse_overrides(shlex.split(body))
 
 
+# Keys the benchmark sets itself for every update it times, and the flag that sets each.
+_LOOP_KEYS = {"model.sequence": "--models", "run.batch_size": "--B", "run.batch_length": "--T"}
+
+
 def _check_overrides(size: str, models: list[str], overrides: dict, variants: dict[str, dict]) -> None:
     """Build every variant's config once, here, so that a bad key fails before any timing starts."""
     from r2i.config import make_config
+    from r2i.errors import ConfigError
 
     for extra in [overrides, *({**overrides, **v} for v in variants.values())]:
+        for key in sorted(_LOOP_KEYS.keys() & extra.keys()):
+            raise ConfigError(f"bench train sets {key} itself for every update: use {_LOOP_KEYS[key]} instead of "
+                              f"{key}={extra[key]}")
         for model in models:
             make_config("default", dict(SIZES[size], **extra, **{"model.sequence": model}))
 
