@@ -91,7 +91,8 @@ def main(argv: list[str]) -> None:
     p0, updates = float(over.pop("p0", 0.5)), int(over.pop("updates", 3000))
     every, steps = int(over.pop("every", 250)), int(over.pop("data", 4000))
     memory_actions = over.pop("memory_actions", "random")
-    assert memory_actions in ("random", "fixed"), f"memory_actions must be random or fixed, got {memory_actions!r}"
+    if memory_actions not in ("random", "fixed"):
+        raise SystemExit(f"cue_probe: memory_actions must be random or fixed, got {memory_actions!r}")
     config = make_config(over.pop("preset", "default"), over)
     streams, driver = collect(config, steps, p0, config.seed, memory_actions)
     replay = fill_replay(config, streams)
