@@ -8,7 +8,10 @@ fitted on half of ≈ 1,000 held-out episodes, which the world model never train
 
 * `h`: the sequence model's output, what the heads read by default (`model.head_inputs=output`);
 * `z`: the stochastic latent of that step;
-* `x`: the S5 hidden state of every layer, Re and Im (S3M only).
+* `x`: the S5 hidden state of every layer, Re and Im (S3M only);
+
+and the answer (the action taken on the query observation, which the world model consumes at the terminal step)
+from h and z.
 
 Written for docs/notes.md ("The cue is in the S5 state, not in its output"):
 
@@ -124,9 +127,11 @@ def main(argv: list[str]) -> None:
 
     def probe(params) -> dict:
         cue = np.argmax(held_out["vector"][:, 0, 2:], -1)
+        answer = np.argmax(held_out["action"][:, -2], -1)  # taken on the query observation, consumed at the last step
         parts = features(params, held_out, jax.random.key(7))
-        return {"episodes": len(cue), **{f"cue_from_{n}": probe_accuracy(np.asarray(v), cue)
-                                         for n, v in sorted(parts.items())}}
+        return {"episodes": len(cue),
+                **{f"cue_from_{n}": probe_accuracy(np.asarray(v), cue) for n, v in sorted(parts.items())},
+                **{f"answer_from_{n}": probe_accuracy(np.asarray(parts[n]), answer) for n in ("h", "z")}}
 
     key, losses, start = jax.random.key(config.seed + 100), [], time.time()
     print(json.dumps({"p0": p0, "memory_actions": memory_actions, "overrides": over, "update": 0, **probe(state.params)}), flush=True)
