@@ -126,7 +126,9 @@ def _check_overrides(size: str, models: list[str], overrides: dict, variants: di
     from r2i.errors import ConfigError
 
     for extra in [overrides, *({**overrides, **v} for v in variants.values())]:
-        for key in sorted(_LOOP_KEYS.keys() & extra.keys()):
+        clashes = sorted(_LOOP_KEYS.keys() & extra.keys())
+        if clashes:
+            key = clashes[0]
             raise ConfigError(f"bench train sets {key} itself for every update: use {_LOOP_KEYS[key]} instead of "
                               f"{key}={extra[key]}")
         for model in models:
