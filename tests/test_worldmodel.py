@@ -86,3 +86,26 @@ def test_head_inputs_full_reads_the_s5_hidden_state(sequence):
         changed = not np.allclose(model.reward_mean(state), model.reward_mean(moved)) or not np.allclose(
             model.cont_prob(state), model.cont_prob(moved))
         assert changed == (kind == "full"), kind
+
+
+def test_reward_head_output_starts_at_zero_unless_scaled():
+    """`model.reward_out_scale=0` (the default, DreamerV3's) starts the reward head's output kernel at zero, so early
+    predictions are exactly 0; a positive scale draws it with fan-average variance scale·2/(fan_in + fan_out)."""
+    import flax.nnx as nnx
+    import jax.numpy as jnp
+
+    from r2i.spaces import ActionSpace, Space
+
+    obs, act = {"vector": Space((3,))}, ActionSpace("discrete", nvec=(2,))
+
+    def kernel(scale):
+        cfg = make_config("tiny", {"model.reward_out_scale": scale}).model
+        return np.asarray(WorldModel(cfg, obs, act, dtype=jnp.float32, rngs=nnx.Rngs(0)).reward.out.kernel[...])
+
+    assert not kernel(0.0).any()
+    one, four = kernel(1.0), kernel(4.0)
+    fan_in, fan_out = one.shape
+    assert 0.7 < one.std() / np.sqrt(2.0 / (fan_in + fan_out)) < 1.1  # a truncated normal's std is ≈ 0.88 of its scale
+    np.testing.assert_allclose(four, 2.0 * one, rtol=1e-6)  # same draw, std ∝ √scale
+    with pytest.raises(ConfigError, match="reward_out_scale"):
+        make_config("tiny", {"model.reward_out_scale": -1.0})

@@ -93,6 +93,8 @@ class ModelConfig:
     decoder: MLPConfig = opt(MLPConfig(), "MLP of the vector-observation decoder")
     cnn_depth: int = opt(16, "channels of the first conv layer of the image encoder/decoder (d, 2d, 4d, 8d)", gt=0)
     reward_head: MLPConfig = opt(MLPConfig(), "reward predictor")
+    reward_out_scale: float = opt(0.0, "variance scale of the reward head's output kernel at initialisation: 0 = zeros "
+                                  "(DreamerV3, R2I), 1 = fan-average like every other layer", ge=0)
     cont_head: MLPConfig = opt(MLPConfig(), "continue predictor")
     # Odd as well (bins symmetric around 0): r2i.config.validate checks that.
     reward_bins: int = opt(255, "bins of the symlog two-hot reward and value distributions", ge=3,

@@ -61,7 +61,12 @@ class WorldModel(nnx.Module):
         # The reward and continue heads may also read the S5 hidden state (`model.head_inputs`); the decoders read (h, z).
         self.head_inputs = cfg.head_inputs
         head = self.seq.head_feature_size(cfg.head_inputs)
-        self.reward = MLP(head, cfg.reward_head.layers, cfg.reward_head.units, cfg.reward_bins, out_init=zeros,
+        # DreamerV3 starts the reward head's output kernel at zero (early predictions exactly 0). Then the reward loss
+        # sends no gradient into the head's hidden layer or the features until that kernel has grown; a drawn start
+        # (`reward_out_scale` > 0) sends it from the first update (docs/notes.md, "Two things hold the XOR back").
+        out_init = zeros if cfg.reward_out_scale == 0 else nnx.initializers.variance_scaling(
+            cfg.reward_out_scale, "fan_avg", "truncated_normal")
+        self.reward = MLP(head, cfg.reward_head.layers, cfg.reward_head.units, cfg.reward_bins, out_init=out_init,
                           dtype=dtype, rngs=rngs)
         self.cont = MLP(head, cfg.cont_head.layers, cfg.cont_head.units, 1, dtype=dtype, rngs=rngs)
         self.scales = self.loss_scales(cfg, bool(self.vector_keys), bool(self.image_keys))
