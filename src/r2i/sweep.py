@@ -20,7 +20,6 @@ Success (the `success` column), from the final evaluation of `--eval-episodes` g
 from __future__ import annotations
 
 import csv
-import fcntl
 import json
 import math
 import os
@@ -37,6 +36,7 @@ from pathlib import Path
 from r2i.errors import ConfigError, EnvError, R2IError
 from r2i.metrics import METRICS_FILE, TB_DIR
 from r2i.plot import SWEEP_COLUMNS
+from r2i.results_csv import append_row
 from r2i.rundir import CONFIG_FILE, RESULT_FILE
 from r2i.runtime import source_commit
 from r2i.signals import ChildProcesses, StopRequested
@@ -165,31 +165,9 @@ def _run_key(row: dict) -> tuple[str, str, str, int]:
 
 
 def _append_row(csv_path: Path, row: dict) -> bool:
-    """Append `row` unless the CSV already holds its (suite, setting, model, seed); returns whether it was written.
-
-    The check and the write happen under an exclusive lock on the file, so sweeps running at the same time in several
-    processes (or a sweep re-run over finished runs) never record a run twice.
-    """
-    csv_path.parent.mkdir(parents=True, exist_ok=True)
-    with open(csv_path, "a+", newline="") as f:
-        fcntl.flock(f, fcntl.LOCK_EX)
-        f.seek(0)
-        reader = csv.DictReader(f)
-        old = list(reader)
-        if _run_key(row) in {_run_key(r) for r in old}:
-            return False
-        if reader.fieldnames and tuple(reader.fieldnames) != COLUMNS:
-            # A CSV written before a column was added: rewrite it with today's columns, old rows left blank there.
-            f.seek(0)
-            f.truncate()
-            writer = csv.DictWriter(f, fieldnames=COLUMNS, extrasaction="ignore")
-            writer.writeheader()
-            writer.writerows(old)
-        writer = csv.DictWriter(f, fieldnames=COLUMNS)
-        if f.tell() == 0:
-            writer.writeheader()
-        writer.writerow(row)
-        return True
+    """Append `row` unless the CSV already holds its (suite, setting, model, seed); returns whether it was written
+    (under a lock on the file, so sweeps running at the same time never record a run twice)."""
+    return append_row(csv_path, row, COLUMNS, key=_run_key)
 
 
 def _recorded(csv_path: Path) -> set[tuple[str, str, str, int]]:

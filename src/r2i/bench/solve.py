@@ -11,6 +11,9 @@ evaluation round that reaches the threshold. One JSON line per seed:
 evaluation line that reached the threshold, read from the run's `metrics.jsonl`. Then a summary line with the median
 and the number of seeds solved. Seeds run one after another unless `jobs` > 1 (which shares the CPU between runs, so
 their wall clocks are not comparable with a run alone).
+
+With `csv_path`, each finished seed also appends a row (`CSV_COLUMNS`) with the overrides and the git commit of the code
+it was trained with (e.g. `benchmarks/results/default_seeds.csv`).
 """
 
 from __future__ import annotations
@@ -26,8 +29,12 @@ from pathlib import Path
 import numpy as np
 
 from r2i.bench.common import emit
-from r2i.runtime import device_description
+from r2i.results_csv import append_row
+from r2i.runtime import device_description, source_commit
 from r2i.signals import ChildProcesses, StopRequested
+
+CSV_COLUMNS = ("preset", "overrides", "seed", "solved", "env_steps_to_success", "env_steps", "final_success",
+               "eval_episodes", "commit", "wall_s_to_success", "jobs")
 
 
 def _children_cpu() -> tuple[float, float]:
@@ -65,19 +72,21 @@ def read_run(logdir: Path, start: float, threshold: float) -> dict:
                 evals.append(row)
     first = next((r for r in evals if r["eval/success"] >= threshold), None)
     result = json.loads((logdir / "result.json").read_text())
+    episodes = next((int(r["eval/episodes"]) for r in reversed(evals) if "eval/episodes" in r), None)
     return {
         "solved": first is not None,
         "env_steps_to_success": first["step"] if first else None,
         "wall_s_to_success": round(first["time"] - start, 1) if first else None,
         "final_success": evals[-1]["eval/success"] if evals else None,
-        "evals": [[r["step"], round(r["eval/success"], 3)] for r in evals],
+        "eval_episodes": episodes, "evals": [[r["step"], round(r["eval/success"], 3)] for r in evals],
         "updates": result.get("updates"), "env_steps": result.get("env_steps"), "logdir": str(logdir),
     }
 
 
 def run(seeds: list[int], root: Path, preset: str, threshold: float, eval_every: int, jobs: int,
-        extra: list[str]) -> list[dict]:
+        extra: list[str], csv_path: Path | None = None) -> list[dict]:
     root.mkdir(parents=True, exist_ok=True)
+    commit = source_commit()  # the seeds' trainings import the same code
     env_note = {"device": device_description(), "jobs": jobs, "threshold": threshold, "eval_every": eval_every,
                 "overrides": extra}
     cpu0 = _children_cpu()
@@ -92,6 +101,8 @@ def run(seeds: list[int], root: Path, preset: str, threshold: float, eval_every:
                 continue
             emit(record)
             results.append(record)
+            if csv_path is not None and "error" not in record:
+                append_row(csv_path, {**record, "overrides": " ".join(extra), "commit": commit}, CSV_COLUMNS)
     if children.requested:
         raise StopRequested(children.signum)
     cpu1 = _children_cpu()
