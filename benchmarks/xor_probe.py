@@ -35,6 +35,7 @@ from flax import nnx
 
 from r2i import dists
 from r2i.nets import MLP, Dense, fan_avg, zeros
+from r2i.sequence import gru_gates
 from r2i.ssm import S5Stack
 
 DEFAULTS = {"model": "s3m", "head": "mse", "out_init": "zeros", "noise": "2", "N": "10", "seed": "0",
@@ -92,10 +93,7 @@ class Probe(nnx.Module):
             return jax.nn.silu(self.out(y))
 
         def step(h, x_t):
-            reset, cand, update = jnp.split(self.gru_norm(self.gru([x_t, h])), 3, -1)
-            cand = jnp.tanh(jax.nn.sigmoid(reset) * cand)
-            update = jax.nn.sigmoid(update - 1.0)
-            h = update * cand + (1 - update) * h
+            h = gru_gates(self.gru_norm(self.gru([x_t, h])), h)
             return h, h
 
         _, hs = jax.lax.scan(step, jnp.zeros((u.shape[0], UNITS)), jnp.moveaxis(x, 1, 0))

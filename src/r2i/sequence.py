@@ -150,6 +150,15 @@ class S3M(_Latent):
         return jnp.concatenate([x.real, x.imag], -1).reshape(x.shape[:-2] + (self.hidden_size,))
 
 
+def gru_gates(parts: jax.Array, h: jax.Array) -> jax.Array:
+    """DreamerV3's GRU update from the normalised gate pre-activations parts (B, 3D) = [reset, candidate, update] and
+    the previous state h (B, D) → (B, D) float32; the update gate starts biased towards keeping h (σ(u − 1))."""
+    reset, cand, update = jnp.split(parts.astype(jnp.float32), 3, -1)
+    cand = jnp.tanh(jax.nn.sigmoid(reset) * cand)
+    update = jax.nn.sigmoid(update - 1.0)
+    return update * cand + (1 - update) * h
+
+
 class RSSM(_Latent):
     """DreamerV3's recurrent state-space model with a LayerNorm GRU: h_t = GRU(h_{t−1}, MLP(z_{t−1}, a_{t−1})),
     posterior q(z_t | h_t, o_t), prior p(ẑ_t | h_t). Sequential by construction (the posterior reads h_t).
@@ -183,12 +192,7 @@ class RSSM(_Latent):
 
     def _cell(self, h: jax.Array, z: jax.Array, a: jax.Array) -> jax.Array:
         """GRU with LayerNorm over the gates (DreamerV3): h (B, D), z (B, Z), a (B, A) → (B, D) float32."""
-        x = self.inp([z, a])
-        parts = self.gru_norm(self.gru([x, h])).astype(jnp.float32)
-        reset, cand, update = jnp.split(parts, 3, -1)
-        cand = jnp.tanh(jax.nn.sigmoid(reset) * cand)
-        update = jax.nn.sigmoid(update - 1.0)
-        return update * cand + (1 - update) * h
+        return gru_gates(self.gru_norm(self.gru([self.inp([z, a]), h])), h)
 
     def _reset(self, carry, is_first):
         """At episode starts: h = h0, z = the mode of the prior at h0, a = 0 (DreamerV3's initial state)."""
