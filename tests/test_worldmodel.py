@@ -89,8 +89,9 @@ def test_head_inputs_full_reads_the_s5_hidden_state(sequence):
 
 
 def test_reward_head_output_starts_at_zero_unless_scaled():
-    """`model.reward_out_scale=0` (the default, DreamerV3's) starts the reward head's output kernel at zero, so early
-    predictions are exactly 0; a positive scale draws it with fan-average variance scale·2/(fan_in + fan_out)."""
+    """`model.reward_out_scale=0` (the dataclass default, DreamerV3's) starts the reward head's output kernel at zero,
+    so early predictions are exactly 0; a positive scale (the CPU presets' 1) draws it with fan-average variance
+    scale·2/(fan_in + fan_out)."""
     import flax.nnx as nnx
     import jax.numpy as jnp
 
