@@ -12,7 +12,13 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-fan_avg = nnx.initializers.variance_scaling(1.0, "fan_avg", "truncated_normal")
+
+def fan_avg_init(scale: float = 1.0):
+    """DreamerV3's kernel initialiser: truncated normal with variance scale · 2 / (fan_in + fan_out)."""
+    return nnx.initializers.variance_scaling(scale, "fan_avg", "truncated_normal")
+
+
+fan_avg = fan_avg_init(1.0)
 zeros = nnx.initializers.zeros_init()
 
 

@@ -18,7 +18,7 @@ from r2i import dists
 from r2i.config import LOSS_SCALE_TERMS, ModelConfig
 from r2i.dists import sg
 from r2i.errors import EnvError
-from r2i.nets import MLP, ImageDecoder, ImageEncoder, zeros
+from r2i.nets import MLP, ImageDecoder, ImageEncoder, fan_avg_init, zeros
 from r2i.sequence import make_sequence_model
 from r2i.spaces import ActionSpace, Space
 
@@ -64,8 +64,7 @@ class WorldModel(nnx.Module):
         # DreamerV3 starts the reward head's output kernel at zero (early predictions exactly 0). Then the reward loss
         # sends no gradient into the head's hidden layer or the features until that kernel has grown; a drawn start
         # (`reward_out_scale` > 0) sends it from the first update (docs/notes.md, "Two things hold the XOR back").
-        out_init = zeros if cfg.reward_out_scale == 0 else nnx.initializers.variance_scaling(
-            cfg.reward_out_scale, "fan_avg", "truncated_normal")
+        out_init = zeros if cfg.reward_out_scale == 0 else fan_avg_init(cfg.reward_out_scale)
         self.reward = MLP(head, cfg.reward_head.layers, cfg.reward_head.units, cfg.reward_bins, out_init=out_init,
                           dtype=dtype, rngs=rngs)
         self.cont = MLP(head, cfg.cont_head.layers, cfg.cont_head.units, 1, dtype=dtype, rngs=rngs)
