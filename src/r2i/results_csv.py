@@ -28,13 +28,12 @@ def append_row(path: Path, row: dict, columns: Sequence[str], key: Callable[[dic
         old = list(reader)
         if key is not None and key(row) in {key(r) for r in old}:
             return False
+        writer = csv.DictWriter(f, fieldnames=columns, extrasaction="ignore")
         if reader.fieldnames and tuple(reader.fieldnames) != columns:
             f.seek(0)
             f.truncate()
-            writer = csv.DictWriter(f, fieldnames=columns, extrasaction="ignore")
             writer.writeheader()
             writer.writerows(old)
-        writer = csv.DictWriter(f, fieldnames=columns, extrasaction="ignore")
         if f.tell() == 0:
             writer.writeheader()
         writer.writerow(row)
