@@ -23,7 +23,7 @@ def test_each_finished_seed_appends_a_row_with_its_commit(tmp_path, monkeypatch)
 
     from r2i.bench import solve
 
-    def fake_seed(seed, root, preset, threshold, eval_every, extra, runner):
+    def fake_seed(seed, root, preset, threshold, eval_every, extra, runner, to_budget=False):
         if seed == 2:
             return {"bench": "solve", "seed": seed, "error": "boom", "returncode": 1}
         return {"bench": "solve", "seed": seed, "preset": preset, "solved": seed == 0, "env_steps_to_success": 6004
@@ -41,5 +41,27 @@ def test_each_finished_seed_appends_a_row_with_its_commit(tmp_path, monkeypatch)
     assert rows[0]["commit"] == "0000000000" and rows[0]["wall_s_to_success"] == ""
     assert rows[1] == {"preset": "default", "overrides": "behavior.entropy=0.01", "seed": "0", "solved": "True",
                        "env_steps_to_success": "6004", "env_steps": "12000", "final_success": "1.0",
-                       "eval_episodes": "32", "commit": "abc1234567", "wall_s_to_success": "80.0", "jobs": "1"}
+                       "eval_episodes": "32", "commit": "abc1234567", "wall_s_to_success": "80.0", "jobs": "1",
+                       "wall_s": "", "to_budget": "False"}
     assert rows[2]["solved"] == "False" and rows[2]["env_steps_to_success"] == ""
+
+
+def test_to_budget_trains_past_the_threshold(tmp_path):
+    """`--to-budget` drops `run.stop_at_success` from the training command, so the whole run is timed; without it the
+    run stops at the threshold."""
+    from r2i.bench.solve import run_seed
+
+    commands = []
+
+    def runner(cmd, **_):
+        commands.append(cmd)
+
+        class Failed:
+            returncode, stderr = 1, "stopped here\n"
+
+        return Failed()
+
+    run_seed(0, tmp_path / "a", "default", 0.95, 1000, ["run.steps=3000"], runner)
+    run_seed(0, tmp_path / "b", "default", 0.95, 1000, ["run.steps=3000"], runner, to_budget=True)
+    assert "run.stop_at_success=0.95" in commands[0] and commands[0][-1] == "run.steps=3000"
+    assert not any(arg.startswith("run.stop_at_success") for arg in commands[1]) and "run.eval_every=1000" in commands[1]

@@ -186,7 +186,7 @@ def _bench_solve(args: argparse.Namespace, extra: list[str]) -> int:
     overrides = [f"{k}={v}" for k, v in cfgmod.parse_overrides(extra).items()]
     root = Path(args.root or f"benchmarks/runs/solve-{time.strftime('%Y%m%d-%H%M%S')}")
     solve.run(parse_ints(args.seeds), root, args.preset, args.threshold, args.eval_every, args.jobs, overrides,
-              csv_path=Path(args.csv) if args.csv else None)
+              csv_path=Path(args.csv) if args.csv else None, to_budget=args.to_budget)
     return 0
 
 
@@ -312,6 +312,8 @@ def build_parser() -> argparse.ArgumentParser:
     bsolve.add_argument("--root", help="directory of the run directories (default benchmarks/runs/solve-<time>)")
     bsolve.add_argument("--csv", help="also append one row per finished seed, with its overrides and commit, to this CSV "
                         "(e.g. benchmarks/results/default_seeds.csv)")
+    bsolve.add_argument("--to-budget", action="store_true", help="train every seed to the preset's run.steps instead "
+                        "of stopping at the threshold: also times the whole run and reports its final success")
     bsolve.set_defaults(handler=_bench_solve, extra_ok=True)
     bgpu = benches.add_parser("gpu", help="the prepared GPU check: scan, acting, update S3M vs GRU (< 10 min)")
     bgpu.add_argument("--out", help="JSON-lines file (default benchmarks/results/gpu_<device>_<time>.jsonl)")

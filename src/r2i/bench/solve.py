@@ -2,14 +2,16 @@
 
 Each seed runs `r2i train` as its own process (a fresh run directory, the persistent compilation cache on, as a user
 gets it) with evaluation every `eval_every` env steps and `run.stop_at_success`, so the run ends at the first
-evaluation round that reaches the threshold. One JSON line per seed:
+evaluation round that reaches the threshold — or, with `to_budget`, to the preset's `run.steps` without stopping, so the
+same runs also give the whole run's wall clock and its final success. One JSON line per seed:
 
     {"bench": "solve", "seed": 0, "solved": true, "env_steps_to_success": 7004, "wall_s_to_success": 212.4,
      "wall_s": 214.0, "final_success": 1.0, "updates": 2503, "cpu_user_s": ..., "cpu_system_s": ..., ...}
 
 `wall_s_to_success` counts from the command's start (imports, compilation, prefill and evaluations included) to the
 evaluation line that reached the threshold, read from the run's `metrics.jsonl`. Then a summary line with the median
-and the number of seeds solved. Seeds run one after another unless `jobs` > 1 (which shares the CPU between runs, so
+and the number of seeds solved (with `to_budget` also the whole run's median and maximum wall clock and the
+number of seeds whose final evaluation is at the threshold). Seeds run one after another unless `jobs` > 1 (which shares the CPU between runs, so
 their wall clocks are not comparable with a run alone).
 
 With `csv_path`, each finished seed also appends a row (`CSV_COLUMNS`) with the overrides and the git commit of the code
@@ -34,7 +36,7 @@ from r2i.runtime import device_description, source_commit
 from r2i.signals import ChildProcesses, StopRequested
 
 CSV_COLUMNS = ("preset", "overrides", "seed", "solved", "env_steps_to_success", "env_steps", "final_success",
-               "eval_episodes", "commit", "wall_s_to_success", "jobs")
+               "eval_episodes", "commit", "wall_s_to_success", "jobs", "wall_s", "to_budget")
 
 
 def _children_cpu() -> tuple[float, float]:
@@ -43,15 +45,17 @@ def _children_cpu() -> tuple[float, float]:
 
 
 def run_seed(seed: int, root: Path, preset: str, threshold: float, eval_every: int, extra: list[str],
-             runner=subprocess.run) -> dict:
-    """Train one seed to `threshold` (or to the preset's `run.steps`) and read back when it got there."""
+             runner=subprocess.run, to_budget: bool = False) -> dict:
+    """Train one seed to `threshold` (or to the preset's `run.steps`; always there with `to_budget`) and read back
+    when it got there."""
     logdir = root / f"seed{seed}"
     if logdir.exists():
         from r2i.errors import ConfigError
 
         raise ConfigError(f"{logdir} exists; `r2i bench solve` times fresh runs only — pass another --root")
     cmd = [sys.executable, "-m", "r2i.cli", "train", "--preset", preset, "--seed", str(seed), "--logdir", str(logdir),
-           "--quiet", f"run.stop_at_success={threshold}", f"run.eval_every={eval_every}", *extra]
+           "--quiet", f"run.eval_every={eval_every}", *([] if to_budget else [f"run.stop_at_success={threshold}"]),
+           *extra]
     start = time.time()
     proc = runner(cmd, capture_output=True, text=True)
     wall = time.time() - start
@@ -84,15 +88,16 @@ def read_run(logdir: Path, start: float, threshold: float) -> dict:
 
 
 def run(seeds: list[int], root: Path, preset: str, threshold: float, eval_every: int, jobs: int,
-        extra: list[str], csv_path: Path | None = None) -> list[dict]:
+        extra: list[str], csv_path: Path | None = None, to_budget: bool = False) -> list[dict]:
     root.mkdir(parents=True, exist_ok=True)
     commit = source_commit()  # the seeds' trainings import the same code
     env_note = {"device": device_description(), "jobs": jobs, "threshold": threshold, "eval_every": eval_every,
-                "overrides": extra}
+                "overrides": extra, "to_budget": to_budget}
     cpu0 = _children_cpu()
     # A SIGINT / SIGTERM reaches the seeds' trainings (they checkpoint and exit); the seeds done so far are printed.
     with ChildProcesses() as children, concurrent.futures.ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
-        futures = [pool.submit(run_seed, s, root, preset, threshold, eval_every, extra, children.run) for s in seeds]
+        futures = [pool.submit(run_seed, s, root, preset, threshold, eval_every, extra, children.run,
+                               to_budget=to_budget) for s in seeds]
         results = []
         for future in futures:  # in seed order
             try:
@@ -114,6 +119,10 @@ def run(seeds: list[int], root: Path, preset: str, threshold: float, eval_every:
         "max_wall_s_to_success": max(times) if times else None,
         "median_env_steps_to_success": float(np.median([r["env_steps_to_success"] for r in done if r["solved"]]))
         if times else None,
+        **({"median_wall_s": round(float(np.median([r["wall_s"] for r in done])), 1),
+            "max_wall_s": max(r["wall_s"] for r in done),
+            "final_at_threshold": sum(r["final_success"] is not None and r["final_success"] >= threshold for r in done)}
+           if to_budget and done else {}),
         "cpu_user_s": round(cpu1[0] - cpu0[0], 1), "cpu_system_s": round(cpu1[1] - cpu0[1], 1),
         "system_fraction": round((cpu1[1] - cpu0[1]) / max(1e-9, (cpu1[0] - cpu0[0]) + (cpu1[1] - cpu0[1])), 4),
         **env_note,
