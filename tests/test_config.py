@@ -202,5 +202,5 @@ def test_cross_field_rules():
         "model.ssm.state=6 must be divisible by model.ssm.blocks=4; change one")
     assert _one_line_error({"model.reward_bins": 4}).startswith("model.reward_bins must be an odd number")
     assert _one_line_error({"behavior.min_std": 2}) == "behavior.min_std=2.0 must not exceed behavior.max_std=1.0"
-    assert _one_line_error({"behavior.imag_chunk": 7}).startswith("behavior.imag_chunk=7 must divide the 128")
+    assert _one_line_error({"behavior.imag_chunk": 7}).startswith("behavior.imag_chunk=7 must divide the 256")
     assert _one_line_error({"replay.capacity": 10}).startswith("replay.capacity=10 must hold at least")
