@@ -11,8 +11,8 @@ same runs also give the whole run's wall clock and its final success. One JSON l
 `wall_s_to_success` counts from the command's start (imports, compilation, prefill and evaluations included) to the
 evaluation line that reached the threshold, read from the run's `metrics.jsonl`. Then a summary line with the median
 and the number of seeds solved (with `to_budget` also the whole run's median and maximum wall clock and the
-number of seeds whose final evaluation is at the threshold). Seeds run one after another unless `jobs` > 1 (which shares the CPU between runs, so
-their wall clocks are not comparable with a run alone).
+number of seeds whose final evaluation is at the threshold). Seeds run one after another unless `jobs` > 1 (which
+shares the CPU between runs, so their wall clocks are not comparable with a run alone).
 
 With `csv_path`, each finished seed also appends a row (`CSV_COLUMNS`) with the overrides and the git commit of the code
 it was trained with (e.g. `benchmarks/results/default_seeds.csv`).
