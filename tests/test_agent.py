@@ -30,6 +30,7 @@ from r2i.agent import GROUPS, Agent, make_optimizer
 from r2i.behavior import Actor
 from r2i.config import OptimConfig, make_config
 from r2i.envs.base import ActionSpace, Space
+from r2i.errors import ConfigError
 
 LOSSES = ("model", "actor", "critic")
 
@@ -608,6 +609,25 @@ def test_act_returns_valid_actions_and_carry(trained):
         assert jax.tree.structure(carry) == jax.tree.structure(agent.initial(n))
         assert jax.tree.map(lambda x: (x.shape, x.dtype), carry) == ref
         np.testing.assert_array_equal(np.asarray(carry["a"]), np.asarray(action))
+
+
+def test_deterministic_mode_draws_nothing_and_greedy_draws_the_latent(trained):
+    """'deterministic' acting is a function of the observations alone (the key is ignored); 'greedy' still samples the
+    posterior latent, so its carry depends on the key; an unknown mode is a clear error."""
+    agent, _, state, _ = trained
+    params = perturb(state.params, jax.random.key(3))  # spread the posterior so that draws differ
+    obs = obs_step(agent, 4, np.random.default_rng(1), True)
+
+    def step(mode, seed):
+        return agent.act(params, agent.initial(4), obs, jax.random.key(seed), mode)
+
+    (carry_a, action_a), (carry_b, action_b) = step("deterministic", 0), step("deterministic", 1)
+    assert_trees_close(carry_a, carry_b, 0, 0, "deterministic carry")
+    np.testing.assert_array_equal(np.asarray(action_a), np.asarray(action_b))
+    greedy = [step("greedy", s)[0]["z"] for s in range(2)]
+    assert not np.array_equal(np.asarray(greedy[0]), np.asarray(greedy[1])), "greedy mode should sample the latent"
+    with pytest.raises(ConfigError, match="mode must be one of"):
+        step("argmax", 0)
 
 
 # ----------------------------------------------------------------------------------------------------------------------

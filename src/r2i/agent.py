@@ -32,6 +32,7 @@ from r2i.ssm import SSMParam
 from r2i.worldmodel import WorldModel
 
 GROUPS = ("model", "ssm", "actor", "critic")
+ACT_MODES = ("sample", "greedy", "deterministic")
 
 
 @struct.dataclass
@@ -251,8 +252,9 @@ class Agent:
         """obs: observation keys (N, …) and "is_first" (N,) → new carry, action (N, A) float32."""
         wm, actor = self.world_model(params), self.actor(params)
         k_obs, k_act = jax.random.split(key)
-        carry, state = wm.seq.filter_step(carry, wm.encode(obs), obs["is_first"], k_obs)
-        action, _, _ = actor(wm.seq.policy_features(state, self.policy_inputs), k_act, mode)
+        carry, state = wm.seq.filter_step(carry, wm.encode(obs), obs["is_first"], k_obs, sample=mode != "deterministic")
+        action, _, _ = actor(wm.seq.policy_features(state, self.policy_inputs), k_act,
+                             "sample" if mode == "sample" else "greedy")
         # The straight-through sample is a one-hot only up to rounding; the env and the replay get an exact one.
         # Continuous actions: the actor's a·sg(1/max(1, |a|)) is clip(a) up to rounding; clip exactly for the env.
         action = jnp.round(action) if self.act_space.discrete else jnp.clip(action.astype(jnp.float32), -1.0, 1.0)
@@ -260,7 +262,11 @@ class Agent:
 
     def act(self, params, carry, obs: dict, key, mode: str = "sample"):
         """One policy step for N environments: obs (a step dict, N rows; extra keys such as reward or log_… are not
-        passed on) → (new carry, action (N, A) float32). mode: 'sample' or 'greedy'."""
+        passed on) → (new carry, action (N, A) float32). mode (see `ACT_MODES`): 'sample' draws the latent and the action
+        (training); 'greedy' draws the latent and takes the most likely action (DreamerV3's evaluation); 'deterministic'
+        takes the posterior's mode and the most likely action, so that acting draws no random numbers at all."""
+        if mode not in ACT_MODES:
+            raise ConfigError(f"act: mode must be one of {', '.join(ACT_MODES)}, got {mode!r}")
         inputs = {k: obs[k] for k in self.obs_keys}
         inputs["is_first"] = obs["is_first"]
         return self.act_step(distributed.host_local(params), carry, inputs, key, mode=mode)

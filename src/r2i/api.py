@@ -46,9 +46,11 @@ class Policy:
 
     def act(self, carry: dict, obs: dict, mode: str | None = None):
         """The carry of `initial(N)` or of the previous call and obs (see the module doc) → (carry, action (N, A))."""
+        from r2i.agent import ACT_MODES  # loaded with the agent already; kept out of this module's import
+
         mode = mode or self.mode
-        if mode not in ("greedy", "sample"):
-            raise ConfigError(f"policy.act: mode must be 'greedy' or 'sample', got {mode!r}")
+        if mode not in ACT_MODES:
+            raise ConfigError(f"policy.act: mode must be one of {', '.join(ACT_MODES)}, got {mode!r}")
         if isinstance(carry, dict) and "is_first" in carry and isinstance(obs, dict) and "is_first" not in obs:
             raise ConfigError("policy.act takes (carry, obs) and returns (carry, action); the arguments are swapped")
         inputs = self._check_obs(obs, _carry_batch(carry))

@@ -233,7 +233,9 @@ def build_parser() -> argparse.ArgumentParser:
     ev = commands.add_parser("eval", help="evaluate the latest checkpoint of a run")
     ev.add_argument("--logdir", required=True, help="run directory")
     ev.add_argument("--episodes", type=int, default=32, help="episodes to run")
-    ev.add_argument("--mode", choices=("greedy", "sample"), default="greedy", help="action selection")
+    ev.add_argument("--mode", choices=("greedy", "sample", "deterministic"), default="greedy",
+                    help="greedy: most likely action, sampled latent (DreamerV3's evaluation); sample: both drawn; "
+                    "deterministic: most likely latent and action")
     ev.add_argument("--seed", type=int, default=0, help="seed of the policy's sampling")
     ev.add_argument("--video", help="write the episodes (eval envs side by side) to this .gif or .mp4 (MP4 needs "
                     "pip install 'r2i[video]'); image environments only")

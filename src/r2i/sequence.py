@@ -11,8 +11,9 @@ prior without observations.
   obs_t (the model consumes a_{t−1}), is_first (B, T) → (carry, out) with out = {"h": (B, T, D), "z": (B, T, Z),
   "post": (B, T, S, C) and "prior": (B, T, S, C) log-probabilities, "x" (S3M only): (B, T, N, P)}.
   S3M runs it in parallel over T (the posterior depends on the observation only); the GRU runs a scan.
-* `filter_step(carry, embed, is_first, key)` for acting, one step: embed (B, E), is_first (B,) → (carry, out) with
-  out = {"h", "z", ("x")}. The caller writes the chosen action into carry["a"].
+* `filter_step(carry, embed, is_first, key, sample=True)` for acting, one step: embed (B, E), is_first (B,) →
+  (carry, out) with out = {"h", "z", ("x")}; z is a sample of the posterior, or its mode with sample=False (the
+  deterministic evaluation). The caller writes the chosen action into carry["a"].
 * `start(out)` → imagination state {"h": (N, D), "z": (N, Z), ("x": (N, N_l, P))} from filter outputs flattened.
 * `imagine_step(state, action, key)` → next state from the prior: state as from `start`, action (N, A).
 * `policy_features(state, kind)` → list of arrays that the actor and critic read (see `feature_size`).
@@ -59,9 +60,9 @@ class _Latent(nnx.Module):
         logits = logits.reshape(logits.shape[:-1] + (self.stoch, self.classes))
         return dists.unimix_logits(logits, self.unimix)
 
-    def _sample(self, key, logp: jax.Array) -> jax.Array:
-        """(..., S, C) → (..., S·C) straight-through one-hot sample."""
-        z = dists.onehot_sample(key, logp)
+    def _sample(self, key, logp: jax.Array, sample: bool = True) -> jax.Array:
+        """(..., S, C) → (..., S·C) straight-through one-hot sample, or the one-hot mode with sample=False."""
+        z = dists.onehot_sample(key, logp) if sample else dists.onehot_mode(logp)
         return z.reshape(z.shape[:-2] + (self.z_size,))
 
     def prior(self, h: jax.Array) -> jax.Array:
@@ -105,8 +106,8 @@ class S3M(_Latent):
         new = {"x": x[:, -1], "z": z[:, -1].astype(jnp.float32), "a": action[:, -1].astype(jnp.float32)}
         return new, out
 
-    def filter_step(self, carry, embed, is_first, key):
-        z = self._sample(key, self._logp(self.posterior_net(embed)))
+    def filter_step(self, carry, embed, is_first, key, sample: bool = True):
+        z = self._sample(key, self._logp(self.posterior_net(embed)), sample)
         u = self._input(carry["z"], carry["a"], is_first)
         x, y = self.stack.step(carry["x"], u, is_first)
         h = jax.nn.silu(self.out(y))
@@ -202,9 +203,9 @@ class RSSM(_Latent):
         z = jnp.where(is_first[:, None], z0, carry["z"])
         return h, z, _mask(carry["a"], is_first)
 
-    def filter_step(self, carry, embed, is_first, key):
+    def filter_step(self, carry, embed, is_first, key, sample: bool = True):
         h = self._cell(*self._reset(carry, is_first))
-        z = self._sample(key, self._logp(self.posterior_net([h, embed])))
+        z = self._sample(key, self._logp(self.posterior_net([h, embed])), sample)
         return {"h": h, "z": z, "a": carry["a"]}, {"h": h, "z": z}
 
     def filter(self, carry, embed, action, is_first, key):
