@@ -284,6 +284,9 @@ def test_cpu_presets_keep_the_measured_settings():
             "zoh", False, "fan_in_p")
         assert (flat["behavior.imag_cont"], flat["optim.ssm_clip"], flat["run.eval_sampled"]) == ("prob", "model", False)
         assert (flat["optim.actor_clip"], flat["optim.critic_clip"], flat["optim.model_clip"]) == (100.0, 100.0, 1000.0)
+        # The first command's run evaluates deterministically; the sweep presets keep the greedy evaluation that every
+        # sweep row in benchmarks/results measured.
+        assert flat["run.eval_mode"] == ("deterministic" if preset == "default" else "greedy")
 
 
 # ------------------------------------------------------------------------------------------------ algorithm options
@@ -424,8 +427,31 @@ def test_eval_round_logs_the_sampled_policy():
 
     assert Trainer.eval_round(Fake(), 3) == {"eval/return": 1.0, "eval/episodes": 3, "eval/return_sampled": 0.5,
                                              "eval/episodes_sampled": 3}
-    Fake.config = make_config("default")
+    Fake.config = make_config("default", {"run.eval_mode": "greedy"})
     assert Trainer.eval_round(Fake(), 3) == {"eval/return": 1.0, "eval/episodes": 3}
+
+
+@pytest.mark.parametrize("mode", ["greedy", "deterministic", "sample"])
+def test_evaluation_rounds_act_in_run_eval_mode(monkeypatch, mode):
+    """The training loop's evaluation rounds act in run.eval_mode unless a round asks for another mode."""
+    import r2i.loop
+    from r2i.run import Trainer
+
+    seen = []
+    monkeypatch.setattr(r2i.loop, "evaluate", lambda agent, params, config, episodes, mode, key, frames=None: (
+        seen.append(mode), {"eval/episodes": episodes})[1])
+
+    class Fake:
+        config = make_config("default", {"run.eval_mode": mode})
+        driver = type("Driver", (), {"obs_space": {}})()
+        agent, state = None, type("State", (), {"params": None})()
+
+        def _next_key(self):
+            return jax.random.key(0)
+
+    Trainer.evaluate(Fake(), 2)
+    Trainer.evaluate(Fake(), 2, "sample")
+    assert seen == [mode, "sample"]
 
 
 def test_bench_size_renamed():

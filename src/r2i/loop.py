@@ -354,11 +354,12 @@ class Trainer:
 
     # -- evaluation ------------------------------------------------------------------------------------------------
 
-    def evaluate(self, episodes: int, mode: str = "greedy") -> dict:
-        """Run `episodes` full episodes in separate evaluation envs; returns eval/return, eval/length, eval/success.
-        For image envs (with run.eval_video) a greedy round also logs its episodes and the open-loop prediction to
-        TensorBoard."""
-        videos = mode == "greedy" and self.config.run.eval_video and any(
+    def evaluate(self, episodes: int, mode: str | None = None) -> dict:
+        """Run `episodes` full episodes in separate evaluation envs, acting in `mode` (default run.eval_mode); returns
+        eval/return, eval/length, eval/success. For image envs (with run.eval_video) a round in run.eval_mode also logs
+        its episodes and the open-loop prediction to TensorBoard."""
+        mode = mode or self.config.run.eval_mode
+        videos = mode == self.config.run.eval_mode and self.config.run.eval_video and any(
             s.is_image for s in self.driver.obs_space.values())
         frames = [] if videos else None
         key = self._next_key()  # taken on every process: the key streams stay the same
@@ -373,10 +374,10 @@ class Trainer:
         return dist.broadcast_json(out)
 
     def eval_round(self, episodes: int) -> dict:
-        """Greedy evaluation; with run.eval_sampled also the sampled policy's, as eval/<key>_sampled (the official
-        R2I agent samples when it evaluates, and the paper's curves are of sampled training episodes)."""
+        """Evaluation in run.eval_mode; with run.eval_sampled also the sampled policy's, as eval/<key>_sampled (the
+        official R2I agent samples when it evaluates, and the paper's curves are of sampled training episodes)."""
         out = self.evaluate(episodes)
-        if self.config.run.eval_sampled:
+        if self.config.run.eval_sampled and self.config.run.eval_mode != "sample":
             out.update({f"{k}_sampled": v for k, v in self.evaluate(episodes, "sample").items()})
         return out
 

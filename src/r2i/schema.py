@@ -189,6 +189,9 @@ class RunConfig:
     success_window: int = opt(100, "training episodes averaged into episode/success_recent", gt=0)
     stop_at_success: float = opt(0.0, "finish once an evaluation round reaches this eval/success (0 = never)", ge=0.0,
                                  le=1.0)
+    eval_mode: str = opt("greedy", "how evaluation rounds act: 'greedy' (DreamerV3: a sampled latent, the most likely "
+                         "action), 'deterministic' (the posterior's mode and the most likely action) or 'sample'",
+                         choices=("greedy", "deterministic", "sample"))
     eval_sampled: bool = opt(False, "each evaluation round also runs the sampled policy, logged as eval/<key>_sampled "
                              "(the official R2I agent samples when evaluating; the greedy eval/<key> stays)")
     eval_video: bool = opt(True, "image envs: log each evaluation round's episodes and the world model's open-loop "
