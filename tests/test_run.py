@@ -152,6 +152,9 @@ def test_load_eval_and_plot_a_run(tmp_path, capsys):
     assert load_config(logdir).run.steps == 40
     code, out, _ = _cli(["eval", "--logdir", str(logdir), "--episodes", "4"], capsys)
     assert code == 0 and json.loads(out)["eval/episodes"] == 4
+    assert json.loads(out)["eval/mode"] == load_config(logdir).run.eval_mode  # the run's own evaluation by default
+    code, out, _ = _cli(["eval", "--logdir", str(logdir), "--episodes", "2", "--mode", "sample"], capsys)
+    assert code == 0 and json.loads(out)["eval/mode"] == "sample"
     png = tmp_path / "curves.png"
     code, out, _ = _cli(["plot", str(logdir), "--out", str(png), "--keys", "episode/return"], capsys)
     assert code == 0 and png.read_bytes()[:4] == b"\x89PNG"

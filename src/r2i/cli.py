@@ -80,8 +80,10 @@ def _eval(args: argparse.Namespace, extra: list[str]) -> int:
     policy = load(args.logdir)
 
     frames = [] if args.video else None
-    result = evaluate(policy.agent, policy.params, policy.config, args.episodes, args.mode, jax.random.key(args.seed),
+    mode = args.mode or policy.config.run.eval_mode
+    result = evaluate(policy.agent, policy.params, policy.config, args.episodes, mode, jax.random.key(args.seed),
                       frames=frames)
+    result["eval/mode"] = mode
     if args.video:
         from r2i.video import episode_grid, write_video
 
@@ -233,9 +235,9 @@ def build_parser() -> argparse.ArgumentParser:
     ev = commands.add_parser("eval", help="evaluate the latest checkpoint of a run")
     ev.add_argument("--logdir", required=True, help="run directory")
     ev.add_argument("--episodes", type=int, default=32, help="episodes to run")
-    ev.add_argument("--mode", choices=("greedy", "sample", "deterministic"), default="greedy",
+    ev.add_argument("--mode", choices=("greedy", "sample", "deterministic"),
                     help="greedy: most likely action, sampled latent (DreamerV3's evaluation); sample: both drawn; "
-                    "deterministic: most likely latent and action")
+                    "deterministic: most likely latent and action (default: the run's run.eval_mode)")
     ev.add_argument("--seed", type=int, default=0, help="seed of the policy's sampling")
     ev.add_argument("--video", help="write the episodes (eval envs side by side) to this .gif or .mp4 (MP4 needs "
                     "pip install 'r2i[video]'); image environments only")
