@@ -145,6 +145,7 @@ def test_load_eval_and_plot_a_run(tmp_path, capsys):
     logdir = tmp_path / "run"
     Trainer(tiny_config(logdir, **{"run.steps": 40}), quiet=True).run()
     policy = r2i.load(logdir)
+    assert policy.mode == load_config(logdir).run.eval_mode and r2i.load(logdir, mode="sample").mode == "sample"
     carry = policy.initial(3)
     obs = {"vector": np.zeros((3, 4), np.float32), "is_first": np.ones(3, bool)}
     carry, action = policy.act(carry, obs)

@@ -125,8 +125,9 @@ def _native_decoder(env):
     return None
 
 
-def load(logdir: str | Path, step: int | None = None, mode: str = "greedy", seed: int = 0) -> Policy:
-    """Load the newest intact (or the `step`) checkpoint of a run directory written by `r2i train`.
+def load(logdir: str | Path, step: int | None = None, mode: str | None = None, seed: int = 0) -> Policy:
+    """Load the newest intact (or the `step`) checkpoint of a run directory written by `r2i train`; the policy acts in
+    `mode` ('greedy', 'deterministic' or 'sample'; by default the run's `run.eval_mode`, as its evaluation rounds did).
 
     Only the agent's parameters are read: the replay buffer stored beside them is not needed (nor read).
     """
@@ -151,4 +152,4 @@ def load(logdir: str | Path, step: int | None = None, mode: str = "greedy", seed
                                                      warn=lambda line: print(line, file=sys.stderr))
     else:
         state, _, _ = checkpointer.restore(target, step, replay=False)
-    return Policy(agent, state["agent"].params, config, mode, seed, env_decode=decode)
+    return Policy(agent, state["agent"].params, config, mode or config.run.eval_mode, seed, env_decode=decode)
