@@ -27,12 +27,12 @@ from r2i.behavior import Actor, Critic, imagination_losses, imagine
 from r2i.config import BehaviorConfig, ModelConfig, OptimConfig
 from r2i.dists import sg
 from r2i.errors import ConfigError
+from r2i.schema import ACT_MODES
 from r2i.spaces import ActionSpace, Space
 from r2i.ssm import SSMParam
 from r2i.worldmodel import WorldModel
 
 GROUPS = ("model", "ssm", "actor", "critic")
-ACT_MODES = ("sample", "greedy", "deterministic")
 
 
 @struct.dataclass

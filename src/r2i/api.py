@@ -23,6 +23,7 @@ import numpy as np
 
 from r2i.checkpoint import Checkpointer
 from r2i.errors import ConfigError
+from r2i.schema import ACT_MODES
 
 
 class Policy:
@@ -46,8 +47,6 @@ class Policy:
 
     def act(self, carry: dict, obs: dict, mode: str | None = None):
         """The carry of `initial(N)` or of the previous call and obs (see the module doc) → (carry, action (N, A))."""
-        from r2i.agent import ACT_MODES  # loaded with the agent already; kept out of this module's import
-
         mode = mode or self.mode
         if mode not in ACT_MODES:
             raise ConfigError(f"policy.act: mode must be one of {', '.join(ACT_MODES)}, got {mode!r}")

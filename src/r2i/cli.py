@@ -7,6 +7,8 @@ import json
 import sys
 import time
 
+from r2i.schema import ACT_MODES
+
 
 def _train_config(args: argparse.Namespace, extra: list[str]):
     """The config `r2i train` would run: the saved one of an existing --logdir (resume) or preset ← overrides."""
@@ -235,7 +237,7 @@ def build_parser() -> argparse.ArgumentParser:
     ev = commands.add_parser("eval", help="evaluate the latest checkpoint of a run")
     ev.add_argument("--logdir", required=True, help="run directory")
     ev.add_argument("--episodes", type=int, default=32, help="episodes to run")
-    ev.add_argument("--mode", choices=("greedy", "sample", "deterministic"),
+    ev.add_argument("--mode", choices=ACT_MODES,
                     help="greedy: most likely action, sampled latent (DreamerV3's evaluation); sample: both drawn; "
                     "deterministic: most likely latent and action (default: the run's run.eval_mode)")
     ev.add_argument("--seed", type=int, default=0, help="seed of the policy's sampling")

@@ -174,6 +174,12 @@ class ReplayConfig:
     chunk: int = opt(1024, "disk backend: ring slots per chunk file and env (a crash loses at most one chunk)", gt=0)
 
 
+# How a policy acts (`Agent.act`, `r2i eval --mode`, `run.eval_mode`): 'sample' draws the latent and the action
+# (training); 'greedy' draws the latent and takes the most likely action (DreamerV3's evaluation); 'deterministic' takes
+# the posterior's mode and the most likely action.
+ACT_MODES = ("sample", "greedy", "deterministic")
+
+
 @dataclass
 class RunConfig:
     steps: int = opt(12_000, "env steps to train for (summed over envs)", ge=0)
@@ -191,7 +197,7 @@ class RunConfig:
                                  le=1.0)
     eval_mode: str = opt("greedy", "how evaluation rounds act: 'greedy' (DreamerV3: a sampled latent, the most likely "
                          "action), 'deterministic' (the posterior's mode and the most likely action) or 'sample'",
-                         choices=("greedy", "deterministic", "sample"))
+                         choices=ACT_MODES)
     eval_sampled: bool = opt(False, "each evaluation round also runs the sampled policy, logged as eval/<key>_sampled "
                              "(the official R2I agent samples when evaluating; the greedy eval/<key> stays)")
     eval_video: bool = opt(True, "image envs: log each evaluation round's episodes and the world model's open-loop "
