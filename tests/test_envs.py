@@ -533,3 +533,29 @@ def test_driver_worker_exception_during_step():
         with pytest.raises(EnvWorkerError, match=r"R2ITest/Exploding-v0.*RuntimeError: boom at step 2") as info:
             driver.step(np.zeros((1, 2), np.float32))
         assert "raise RuntimeError" in info.value.remote_traceback  # the traceback from inside the worker
+
+
+@pytest.mark.parametrize("size", [64, 16])
+def test_memory_length_drawn_as_images(size):
+    env = make_env("r2i:memory_length/2", seed=5, image=True, size=size)
+    assert env.obs_space == {"image": Space((size, size, 3), np.uint8)}
+    vector_env = make_env("r2i:memory_length/2", seed=5)
+    cue = int(np.argmax(vector_env.reset()["vector"][2:]))
+    steps = run_episode(env, lambda s: cue)  # the same seed draws the same cue
+    images = np.stack([s["image"] for s in steps])
+    assert images.shape == (4, size, size, 3) and images.dtype == np.uint8
+    middle = images[:, size // 2, size // 2]
+    np.testing.assert_array_equal(middle[0], env.CUE_COLOURS[cue])  # the cue square, on the first frame only
+    assert np.all(middle[1:] == 0)
+    band = images[:, -1, 0]
+    assert [bool(b.any()) for b in band] == [False, False, True, False]  # the query band on observation N
+    bar = (images[:, 0, :, 0] > 0).sum(1)
+    assert list(bar) == [size, size // 2, 0, 0]  # time remaining along the top row
+    assert steps[-1]["reward"] == 1.0
+
+
+def test_memory_length_image_size_errors():
+    with pytest.raises(ConfigError, match="power of two >= 16"):
+        make_env("r2i:memory_length/2", image=True, size=24)
+    with pytest.raises(ConfigError, match="add image: true"):
+        make_env("r2i:memory_length/2", size=16)

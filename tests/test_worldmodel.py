@@ -110,3 +110,47 @@ def test_reward_head_output_starts_at_zero_unless_scaled():
     np.testing.assert_allclose(four, 2.0 * one, rtol=1e-6)  # same draw, std ∝ √scale
     with pytest.raises(ConfigError, match="reward_out_scale"):
         make_config("tiny", {"model.reward_out_scale": -1.0})
+
+
+
+@pytest.mark.parametrize("size", [16, 64])
+def test_image_size_sets_the_conv_stages(size):
+    """Square power-of-two images of any size ≥ 8 meet the conv stack at a 4×4 grid (log2(S/4) stride-2 stages; 64 →
+    DreamerV3's four), and the decoder draws them back at the same size. Abstract: shapes only, nothing is initialised
+    or compiled."""
+    import flax.nnx as nnx
+    import jax.numpy as jnp
+
+    from r2i.nets import image_stages
+    from r2i.spaces import ActionSpace, Space
+
+    assert [image_stages(s) for s in (8, 16, 32, 64)] == [1, 2, 3, 4]
+    cfg = make_config("tiny", {"model.cnn_depth": 2}).model
+    obs, act = {"image": Space((size, size, 3), np.uint8)}, ActionSpace("discrete", nvec=(2,))
+    model = nnx.eval_shape(lambda: WorldModel(cfg, obs, act, dtype=jnp.float32, rngs=nnx.Rngs(0)))
+    assert len(model.image_encoder.convs) == image_stages(size)
+    assert model.image_encoder.out_features == 4 * 4 * 2 * 2 ** (image_stages(size) - 1)
+    graph, params = nnx.split(model)
+    embed = jax.eval_shape(lambda p, x: nnx.merge(graph, p).encode(x), params,
+                           {"image": jax.ShapeDtypeStruct((2, 3, size, size, 3), jnp.uint8)})
+    assert embed.shape == (2, 3, model.embed_size)
+    drawn = jax.eval_shape(lambda p, f: nnx.merge(graph, p).image_decoder(f), params,
+                           jax.ShapeDtypeStruct((2, 3, model.seq.deter + model.seq.z_size), jnp.float32))
+    assert drawn.shape == (2, 3, size, size, 3)
+
+
+@pytest.mark.parametrize("spaces, match", [
+    ({"image": (48, 48, 3)}, "power of two"), ({"image": (64, 32, 3)}, "power of two"),
+    ({"image": (4, 4, 3)}, "power of two"), ({"a": (16, 16, 3), "b": (64, 64, 1)}, "one size"),
+])  # fmt: skip
+def test_bad_image_sizes_are_refused_with_the_fix(spaces, match):
+    import flax.nnx as nnx
+    import jax.numpy as jnp
+
+    from r2i.errors import EnvError
+    from r2i.spaces import ActionSpace, Space
+
+    obs = {key: Space(shape, np.uint8) for key, shape in spaces.items()}
+    with pytest.raises(EnvError, match=match):
+        nnx.eval_shape(lambda: WorldModel(make_config("tiny").model, obs, ActionSpace("discrete", nvec=(2,)),
+                                          dtype=jnp.float32, rngs=nnx.Rngs(0)))

@@ -108,25 +108,36 @@ def _flatten_batch(x: jax.Array, event_dims: int):
     return x.reshape((-1,) + x.shape[-event_dims:]), batch
 
 
-class ImageEncoder(nnx.Module):
-    """64×64 images → features: 4 stride-2 convs (d, 2d, 4d, 8d channels), each LayerNorm → SiLU.
+def image_stages(size: int) -> int:
+    """Stride-2 stages between a `size`×`size` image and the 4×4 grid the conv nets meet in the middle: log2(size/4).
 
-    images: (..., 64, 64, C) uint8 → (..., 4·4·8d) in `dtype`.
+    64 → 4 (DreamerV3's encoder and decoder), 16 → 2, 8 → 1. `size` must be a power of two ≥ 8.
+    """
+    if size < 8 or size & (size - 1):
+        raise ValueError(f"image size must be a power of two >= 8 (e.g. 64), got {size}")
+    return size.bit_length() - 3
+
+
+class ImageEncoder(nnx.Module):
+    """Square images → features: k = log2(size/4) stride-2 convs (d, 2d, …, 2^(k-1)·d channels), each LayerNorm →
+    SiLU, down to a 4×4 grid. At size 64 (every adapter's default) these are DreamerV3's 4 convs (d, 2d, 4d, 8d).
+
+    images: (..., size, size, C) uint8 → (..., 4·4·2^(k-1)·d) in `dtype`.
     """
 
-    def __init__(self, channels: int, depth: int, *, dtype=jnp.float32, rngs: nnx.Rngs):
+    def __init__(self, channels: int, depth: int, *, size: int = 64, dtype=jnp.float32, rngs: nnx.Rngs):
         self.convs = nnx.List()
         self.acts = nnx.List()
-        size = channels
-        for i in range(4):
+        width = channels
+        for i in range(image_stages(size)):
             out = depth * 2**i
             self.convs.append(
-                nnx.Conv(size, out, (4, 4), strides=2, padding="SAME", use_bias=False, kernel_init=fan_avg,
+                nnx.Conv(width, out, (4, 4), strides=2, padding="SAME", use_bias=False, kernel_init=fan_avg,
                          dtype=dtype, rngs=rngs)
             )
             self.acts.append(NormAct(out, dtype=dtype, rngs=rngs))
-            size = out
-        self.out_features = 4 * 4 * size
+            width = out
+        self.out_features = 4 * 4 * width
         self.dtype = dtype
 
     def __call__(self, images: jax.Array) -> jax.Array:
@@ -138,30 +149,33 @@ class ImageEncoder(nnx.Module):
 
 
 class ImageDecoder(nnx.Module):
-    """Features → 64×64 images: Dense to 4×4×8d, 3 stride-2 transposed convs (4d, 2d, d) with LayerNorm → SiLU and a
-    last transposed conv to C channels.  feat (..., F) → (..., 64, 64, C) float32 in [0, 1] scale (offset 0.5)."""
+    """Features → square images, the encoder mirrored: Dense to 4×4×2^(k-1)·d, k - 1 stride-2 transposed convs
+    (…, 2d, d) with LayerNorm → SiLU and a last transposed conv to C channels (k = log2(size/4); at size 64: 8d, then
+    4d, 2d, d, as in DreamerV3).  feat (..., F) → (..., size, size, C) float32 in [0, 1] scale (offset 0.5)."""
 
-    def __init__(self, in_features: int, channels: int, depth: int, *, dtype=jnp.float32, rngs: nnx.Rngs):
-        self.depth = depth
-        self.inp = Dense(in_features, 4 * 4 * 8 * depth, dtype=dtype, rngs=rngs)
+    def __init__(self, in_features: int, channels: int, depth: int, *, size: int = 64, dtype=jnp.float32,
+                 rngs: nnx.Rngs):
+        stages = image_stages(size)
+        self.width = depth * 2 ** (stages - 1)
+        self.inp = Dense(in_features, 4 * 4 * self.width, dtype=dtype, rngs=rngs)
         self.convs = nnx.List()
         self.acts = nnx.List()
-        size = 8 * depth
-        for i in (2, 1, 0):
+        width = self.width
+        for i in reversed(range(stages - 1)):
             out = depth * 2**i
             self.convs.append(
-                nnx.ConvTranspose(size, out, (4, 4), strides=(2, 2), padding="SAME", use_bias=False,
+                nnx.ConvTranspose(width, out, (4, 4), strides=(2, 2), padding="SAME", use_bias=False,
                                   kernel_init=fan_avg, dtype=dtype, rngs=rngs)
             )
             self.acts.append(NormAct(out, dtype=dtype, rngs=rngs))
-            size = out
-        self.last = nnx.ConvTranspose(size, channels, (4, 4), strides=(2, 2), padding="SAME", kernel_init=fan_avg,
+            width = out
+        self.last = nnx.ConvTranspose(width, channels, (4, 4), strides=(2, 2), padding="SAME", kernel_init=fan_avg,
                                       dtype=dtype, rngs=rngs)
 
     def __call__(self, feat: Sequence[jax.Array] | jax.Array) -> jax.Array:
         x = self.inp(feat)
         batch = x.shape[:-1]
-        x = x.reshape((-1, 4, 4, 8 * self.depth))
+        x = x.reshape((-1, 4, 4, self.width))
         for conv, act in zip(self.convs, self.acts):
             x = act(conv(x))
         x = self.last(x).astype(jnp.float32) + 0.5

@@ -31,10 +31,17 @@ class WorldModel(nnx.Module):
         self.image_keys = tuple(sorted(k for k, s in obs_space.items() if s.is_image))
         if not self.vector_keys and not self.image_keys:
             raise EnvError("the environment has no observation keys the agent can read")
+        sizes = {obs_space[key].shape[:2] for key in self.image_keys}
         for key in self.image_keys:
-            if obs_space[key].shape[:2] != (64, 64):
+            height, width = obs_space[key].shape[:2]
+            if height != width or height < 8 or height & (height - 1):
                 raise EnvError(f"image observation '{key}' has shape {obs_space[key].shape}; the image encoder needs "
-                               "(64, 64, C): resize it in the environment adapter")
+                               "(S, S, C) with S a power of two >= 8 (every adapter's default is 64): resize it in "
+                               "the environment adapter")
+        if len(sizes) > 1:
+            raise EnvError(f"image observations {', '.join(self.image_keys)} have different sizes {sorted(sizes)}; "
+                           "the image encoder stacks them along channels: resize them to one size in the adapter")
+        self.image_size = sizes.pop()[0] if sizes else 64
         self.vector_shapes = tuple(obs_space[k].shape for k in self.vector_keys)
         self.vector_sizes = tuple(math.prod(shape) for shape in self.vector_shapes)
         self.image_channels = tuple(obs_space[k].shape[2] for k in self.image_keys)
@@ -48,7 +55,8 @@ class WorldModel(nnx.Module):
                                       rngs=rngs)
             embed += self.vector_encoder.out_features
         if self.image_keys:
-            self.image_encoder = ImageEncoder(sum(self.image_channels), cfg.cnn_depth, dtype=dtype, rngs=rngs)
+            self.image_encoder = ImageEncoder(sum(self.image_channels), cfg.cnn_depth, size=self.image_size,
+                                              dtype=dtype, rngs=rngs)
             embed += self.image_encoder.out_features
         self.embed_size = embed
         self.seq = make_sequence_model(cfg, embed, act_space.size, dtype=dtype, rngs=rngs)
@@ -57,7 +65,8 @@ class WorldModel(nnx.Module):
             self.vector_decoder = MLP(feat, cfg.decoder.layers, cfg.decoder.units, sum(self.vector_sizes),
                                       dtype=dtype, rngs=rngs)
         if self.image_keys:
-            self.image_decoder = ImageDecoder(feat, sum(self.image_channels), cfg.cnn_depth, dtype=dtype, rngs=rngs)
+            self.image_decoder = ImageDecoder(feat, sum(self.image_channels), cfg.cnn_depth, size=self.image_size,
+                                              dtype=dtype, rngs=rngs)
         # The reward and continue heads may also read the S5 hidden state (`model.head_inputs`); the decoders read (h, z).
         self.head_inputs = cfg.head_inputs
         head = self.seq.head_feature_size(cfg.head_inputs)
@@ -84,7 +93,7 @@ class WorldModel(nnx.Module):
     # -- encoding ------------------------------------------------------------------------------------------------------
 
     def encode(self, obs: dict) -> jax.Array:
-        """obs: vectors (..., d) and images (..., 64, 64, C) uint8 → embedding (..., E)."""
+        """obs: vectors (..., d) and images (..., S, S, C) uint8 (S = 64 unless the env draws smaller) → (..., E)."""
         parts = []
         if self.vector_keys:
             parts.append(self.vector_encoder(dists.symlog(self._vectors(obs))))

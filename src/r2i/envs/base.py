@@ -2,7 +2,8 @@
 
 An environment returns, from `reset()` and from every `step(action)`, a dict of NumPy arrays:
 
-* one entry per key of `obs_space`: vectors float32 `(d,)`, images uint8 `(64, 64, C)`;
+* one entry per key of `obs_space`: vectors float32 `(d,)`, images uint8 `(S, S, C)`, S = 64 for every adapter (the
+  world model takes any square power of two ≥ 8; the built-in `memory_length` task can draw at 16);
 * `reward`: float32 scalar, the reward received on arriving at this observation (0 on the first step);
 * `is_first`: bool scalar, True only on the observation returned by `reset()`;
 * `is_last`: bool scalar, True on the last observation of an episode (termination *or* truncation);

@@ -75,25 +75,33 @@ class MemoryLength(_SeededEnv):
 
     An episode is N + 1 actions (N + 2 observations). `log_success` is 0.0 on every step before the last.
 
-    With `image=True` the same observation is drawn as the uint8 image `image` `(64, 64, 3)` instead (the smallest
-    task that exercises the conv encoder and decoder on memory): the cue as a 32×32 square in the middle, in one of
-    `CUE_COLOURS` (cues ≤ 6), the time-remaining fraction as a grey bar along the top 4 rows, the query flag as a
-    white band along the bottom 8 rows.
+    With `image=True` the same observation is drawn as the uint8 image `image` `(S, S, 3)` instead, S = `size`
+    (64 by default; a power of two ≥ 16 — the smallest task that exercises the conv encoder and decoder on memory, and
+    at `size=16` one cheap enough for the test suite): the cue as an S/2 × S/2 square in the middle, in one of
+    `CUE_COLOURS` (cues ≤ 6), the time-remaining fraction as a grey bar along the top S/16 rows, the query flag as a
+    white band along the bottom S/8 rows.
     """
 
     CUE_COLOURS = ((255, 0, 0), (0, 96, 255), (0, 200, 0), (255, 220, 0), (200, 0, 255), (0, 230, 230))
 
-    def __init__(self, length: int, seed: int = 0, cues: int = 2, image: bool = False, env_id: str | None = None):
+    def __init__(self, length: int, seed: int = 0, cues: int = 2, image: bool = False, size: int = 64,
+                 env_id: str | None = None):
         if int(length) < 1:
             raise ConfigError(f"memory_length needs N >= 1 memory steps, got {length}: use e.g. r2i:memory_length/10")
         if int(cues) < 2:
             raise ConfigError(f"memory_length needs cues >= 2, got {cues}")
         if image and int(cues) > len(self.CUE_COLOURS):
             raise ConfigError(f"memory_length with image=true draws at most {len(self.CUE_COLOURS)} cues, got {cues}")
+        if int(size) < 16 or int(size) & (int(size) - 1):
+            raise ConfigError(f"memory_length image size must be a power of two >= 16 (e.g. 64 or 16), got {size}")
+        if int(size) != 64 and not image:
+            raise ConfigError(f"memory_length size={size} draws images: add image: true, or drop size")
         super().__init__(env_id or f"r2i:memory_length/{length}", seed)
         self._STATE = ("_done", "_t", "_cue")
         self.length, self.cues, self.image = int(length), int(cues), bool(image)
-        self.obs_space = {"image": Space((64, 64, 3), np.uint8)} if self.image else {"vector": Space((2 + self.cues,))}
+        self.size = int(size)
+        self.obs_space = ({"image": Space((self.size, self.size, 3), np.uint8)} if self.image
+                          else {"vector": Space((2 + self.cues,))})
         self.act_space = ActionSpace("discrete", nvec=(self.cues,))
         self._t = 0
         self._cue = 0
@@ -109,12 +117,13 @@ class MemoryLength(_SeededEnv):
         return {"image": self._draw(vector)} if self.image else {"vector": vector}
 
     def _draw(self, vector: np.ndarray) -> np.ndarray:
-        image = np.zeros((64, 64, 3), np.uint8)
-        image[:4, : round(64 * float(vector[0]))] = 160
+        s = self.size
+        image = np.zeros((s, s, 3), np.uint8)
+        image[: s // 16, : round(s * float(vector[0]))] = 160
         if vector[1]:
-            image[56:] = 255
+            image[s - s // 8 :] = 255
         if self._t == 0:
-            image[16:48, 16:48] = self.CUE_COLOURS[self._cue]
+            image[s // 4 : 3 * s // 4, s // 4 : 3 * s // 4] = self.CUE_COLOURS[self._cue]
         return image
 
     def reset(self, seed: int | None = None) -> dict:
