@@ -49,6 +49,7 @@ def pytest_runtest_makereport(item, call):
 # CPU time of single files with a cold cache). Files not listed follow in collection order.
 SLOW_FILES = (
     "test_learning.py",
+    "test_learning_pixels.py",
     "test_agent.py",
     "test_distributed.py",
     "test_run.py",
