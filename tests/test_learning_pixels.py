@@ -3,12 +3,14 @@
 `r2i:memory_length/3` with `image: true, size: 16` shows the cue as an 8×8 coloured square on the first frame only,
 so the answer three steps later needs the conv encoder to see the colour, the sequence model to carry it and the
 conv decoder's reconstruction loss to shape the latent (a 4-channel conv, two stride-2 stages to the 4×4 grid).
-At 64×64 the same task needs 3,500–5,500 updates of a 6× costlier conv (benchmarks/README.md, "Learning from pixels");
+At 64×64 the same task needs 3,500–5,500 updates of a costlier conv (benchmarks/README.md, "Learning from pixels");
 at 16×16 an update costs about what the vector test's does. The actor's entropy bonus is the memory sweeps' 1e-2:
-with the preset's 3e-4 the actor settles on one answer within 1,500 env steps, before the world model has learned the
-cue, and stays there (benchmarks/README.md, "A pixel memory test for the suite"). Chance is 0.5 and the same bounds
-as the vector test hold (P(≥ 0.8 of 50 | 0.5) < 1e-5). 270 s on a 2-core AMD EPYC beside the vector test (210 s), which
-xdist starts at the same time (tests/conftest.py).
+with the preset's 3e-4 the actor settled on one answer within 1,500 env steps, before the world model had learned the
+cue, and stayed there (benchmarks/README.md, "A pixel memory test for the suite"). Of three seeds with a 6,000-step
+budget one solved only at its last evaluation, so the budget here is 8,000: a run that solves stops at its first
+evaluation ≥ 0.9 and pays nothing for it. Chance is 0.5 and the same bounds as the vector test hold
+(P(≥ 0.8 of 50 | 0.5) < 1e-5). 270 s on a 2-core AMD EPYC beside the vector test (210 s), which xdist starts at the
+same time (tests/conftest.py).
 """
 
 import json
@@ -21,7 +23,7 @@ from test_learning import LEARN
 
 PIXELS = {
     **LEARN, "env.options": "{image: true, size: 16}", "model.cnn_depth": 4, "behavior.entropy": 1e-2,
-    "run.steps": 6000, "run.eval_every": 500,
+    "run.steps": 8000, "run.eval_every": 500,
 }  # fmt: skip
 
 
