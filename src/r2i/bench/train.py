@@ -78,7 +78,7 @@ def worker(model: str, size: str, b: int, t: int, repeats: int, extra: dict | No
     compile_s = time.perf_counter() - start
     cost = compiled.cost_analysis()
     cost = cost[0] if isinstance(cost, list) else cost
-    times, faults, system = [], [], []
+    times, faults, system, user = [], [], [], []
     for i in range(repeats + 1):  # the first run is the warm-up
         before = resource.getrusage(resource.RUSAGE_SELF)
         start = time.perf_counter()
@@ -88,6 +88,7 @@ def worker(model: str, size: str, b: int, t: int, repeats: int, extra: dict | No
         after = resource.getrusage(resource.RUSAGE_SELF)
         faults.append(after.ru_minflt - before.ru_minflt)
         system.append(after.ru_stime - before.ru_stime)
+        user.append(after.ru_utime - before.ru_utime)
     if not bool(metrics["train/finite"]):
         raise RuntimeError(f"non-finite update in the benchmark ({model}, B={b}, T={t})")
     median_s = float(np.median(times[1:]))
@@ -97,6 +98,8 @@ def worker(model: str, size: str, b: int, t: int, repeats: int, extra: dict | No
         gflop_matmul=round(flops["matmul"] / 1e9, 2), xla_gflop_loop_bodies_once=round(cost.get("flops", 0) / 1e9, 2),
         gflops_achieved=round(flops["total"] / 1e9 / median_s, 1), repeats=repeats, device=device_description(),
         page_faults_per_update=int(np.median(faults[1:])), system_ms_per_update=round(1e3 * np.median(system[1:]), 2),
+        user_ms_per_update=round(1e3 * np.median(user[1:]), 2),
+        system_fraction=round(sum(system[1:]) / max(sum(system[1:]) + sum(user[1:]), 1e-9), 4),
         allocator_configured=allocator.configure(),
         params=agent.num_params(state), dtype=str(np.dtype(agent.dtype)), **device_memory(compiled),
     )
