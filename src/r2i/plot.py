@@ -175,7 +175,7 @@ def plot_sweep(csv_path: str | Path, out: str | Path, published: bool = True) ->
         if not row["setting"]:
             raise ConfigError(f"plot_sweep: {csv_path}:{line}: empty setting")
         table[row["suite"]][row["model"]][row["setting"]].append(success)
-    fig, axes = _figure(len(table), width=4.5)
+    fig, axes = _figure(len(table), width=9.0)
     for ax, suite in zip(axes, sorted(table)):
         names = sorted({s for by_setting in table[suite].values() for s in by_setting})
         numeric = all(_is_number(s) for s in names)
@@ -210,7 +210,8 @@ def plot_sweep(csv_path: str | Path, out: str | Path, published: bool = True) ->
         if suite in SWEEP_METRIC:
             ax.set_ylim(-1.05 if suite == "popgym" else -0.02, 1.05)
         ax.grid(alpha=0.3)
-        ax.legend(fontsize="small")
+        # Beside the axes, not over them: inside, the legend covered the longest lengths, where the lines end.
+        ax.legend(fontsize="small", loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0.0)
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(out, format="png", dpi=100)
