@@ -480,6 +480,32 @@ def test_driver_parallel_equals_in_process_and_seeds_differ():
     assert not np.array_equal(cards[:, 0], cards[:, 1]) and not np.array_equal(cards[:, 1], cards[:, 2])
 
 
+@pytest.mark.parametrize("parallel", [False, True])
+def test_driver_step_async_then_wait_equals_step(parallel):
+    """The training loop sends the actions, runs its updates, then collects: the same results as `step`, and a
+    second send before the collect, or a reset or state call in between, is refused (the replies would mix)."""
+    specs = make_specs("r2i:repeat_previous/1", 2, seed=0, length=4)
+    reference = _drive(specs, False, 9)
+    rng = np.random.default_rng(0)
+    with VectorDriver(specs, parallel=parallel) as driver:
+        out = [driver.reset()]
+        for _ in range(9):
+            driver.step_async(np.stack([driver.act_space.sample(rng) for _ in range(driver.num_envs)]))
+            out.append(driver.step_wait())
+        for a, b in zip(out, reference):
+            assert a.keys() == b.keys()
+            for key in a:
+                np.testing.assert_array_equal(a[key], b[key])
+        with pytest.raises(EnvError, match="without a step_async"):
+            driver.step_wait()
+        driver.step_async(np.zeros((2, driver.act_space.size), np.float32))
+        for call in (lambda: driver.step_async(np.zeros((2, driver.act_space.size), np.float32)), driver.reset,
+                     driver.get_state):
+            with pytest.raises(EnvError, match="call step_wait first"):
+                call()
+        assert driver.step_wait()["reward"].shape == (2,)
+
+
 def test_driver_auto_reset_loses_no_step():
     specs = [EnvSpec("r2i:memory_length/2", seed) for seed in (0, 1)]
     out = _drive(specs, False, 9)
@@ -509,6 +535,19 @@ def test_driver_worker_errors_name_the_env():
         os.kill(driver._handles[1].process.pid, signal.SIGKILL)
         with pytest.raises(EnvError, match=r"worker process of env 1 \(r2i:memory_length/1, seed 1\) died"):
             driver.step(np.zeros((2, 2), np.float32))
+
+
+def test_driver_workers_outlive_a_sigterm_to_the_process_group():
+    """`timeout`, a terminal or a batch scheduler signal the whole process group: the workers must still answer, so
+    that the training process can write its checkpoint (which reads their env states) before it closes them."""
+    with VectorDriver([EnvSpec("r2i:memory_length/1", 0), EnvSpec("r2i:memory_length/1", 1)]) as driver:
+        driver.reset()
+        for handle in driver._handles:
+            os.kill(handle.process.pid, signal.SIGTERM)
+        assert driver.step(np.zeros((2, 2), np.float32))["reward"].shape == (2,)
+        driver.get_state()  # every worker answers (a dead one raises EnvError)
+        processes = [handle.process for handle in driver._handles]
+    assert not any(process.is_alive() for process in processes)
 
 
 @needs_gym

@@ -247,11 +247,14 @@ class Trainer:
         with GracefulExit() as stop:
             while c.env_steps < cfg.steps and not dist.any_process(stop.requested):
                 self._policy_step()
+                # The envs step (in their worker processes, with env.parallel) while the updates run: the updates
+                # read only the replay, which already holds this step's observation and action.
                 if self._training_starts():
                     if c.updates == 0:
                         bar.compiling()  # the first update compiles for seconds to minutes: say so instead of freezing
                     for _ in range(self.should_train(self.global_envs)):
                         self._update()
+                self._collect_step()
                 bar.update(c)
                 if self.should_log(c.env_steps):
                     c.wall_s = self._watch.seconds()
@@ -278,12 +281,17 @@ class Trainer:
         return result
 
     def _policy_step(self) -> None:
-        """Act in every env, store the step in the replay, step the envs and count the episodes that ended."""
+        """Act in every env, store the step in the replay and send the actions to the envs (`_collect_step` receives
+        their next observations)."""
         action = self._act()
         self.replay.add({**{k: v for k, v in self.obs.items() if k in self.replay.spec}, "action": action})
-        self.obs = self.driver.step(action)
+        self.driver.step_async(action)
         self.counters.env_steps += self.global_envs
         self.counters.policy_steps += 1
+
+    def _collect_step(self) -> None:
+        """Receive the envs' next observations and count the episodes that ended."""
+        self.obs = self.driver.step_wait()
         self._record_episodes(self.obs)
 
     def _act(self, mode: str = "sample") -> np.ndarray:

@@ -19,7 +19,9 @@ parallel and in-process mode.
 
 Parallel mode uses the 'spawn' start method (never fork: the parent runs JAX, whose threads do not survive a fork)
 and one pipe per worker; `step` sends every env its command first and then collects the replies, so the envs step
-concurrently. Exceptions raised inside an env are re-raised in the parent with the env id (r2i's own errors keep their
+concurrently. `step_async` and `step_wait` are those two halves, so that the caller can work while the workers step
+(the training loop runs its updates then). Workers ignore SIGINT and SIGTERM, which a terminal or a scheduler sends
+to the whole process group: the parent handles them and closes the workers after its last checkpoint. Exceptions raised inside an env are re-raised in the parent with the env id (r2i's own errors keep their
 class; anything else becomes `EnvWorkerError` carrying the worker's traceback); a worker that dies (segfault,
 out-of-memory kill) gives an EnvError with its exit code. Spawned workers import only `r2i.envs` and the env's own
 package (not JAX), so starting one costs well under a second; as with any 'spawn' program, a script that creates a
@@ -80,7 +82,11 @@ def _run(env, cmd: str, arg):
 
 def _worker(conn, spec: EnvSpec) -> None:
     """Worker process: build the env, then answer ('reset'|'step'|'close', arg) with ('ok', result)/('error', packed)."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C goes to the parent, which closes the workers
+    # Ctrl-C and SIGTERM reach the whole process group (a terminal, `timeout`, a batch scheduler); the parent handles
+    # them, writes its checkpoint (which asks the workers for their env states) and then closes the workers. A worker
+    # whose parent is gone sees EOF on its pipe and exits.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     env = None
     try:
         env = spec.make()
@@ -187,8 +193,8 @@ class _ProcessHandle:
         except (BrokenPipeError, OSError):
             pass
         self.process.join(timeout=5.0)
-        if self.process.is_alive():
-            self.process.terminate()
+        if self.process.is_alive():  # stuck in env code; it ignores SIGTERM (see _worker), so SIGKILL
+            self.process.kill()
             self.process.join(timeout=1.0)
         self.conn.close()
 
@@ -249,6 +255,7 @@ class VectorDriver:
         self.num_envs = len(specs)
         self._needs_reset = np.ones(self.num_envs, bool)
         self._steps = np.zeros(self.num_envs, np.int64)  # step index within the current episode, for messages
+        self._waiting: np.ndarray | None = None  # the envs that stepped (not reset) in a step_async not yet collected
 
     def _gather(self) -> list:
         """Receive one reply per env (all of them, so the pipes stay in sync), then raise the first error."""
@@ -271,9 +278,15 @@ class VectorDriver:
         if self._closed:
             raise EnvError("VectorDriver is closed; create a new one")
 
+    def _check_ready(self) -> None:
+        """Open, and no `step_async` waiting to be collected (its replies would answer the next command)."""
+        self._check_open()
+        if self._waiting is not None:
+            raise EnvError("VectorDriver: a step_async is still waiting; call step_wait first")
+
     def reset(self) -> dict[str, np.ndarray]:
         """Reset every env; returns batched first observations (is_first all True)."""
-        self._check_open()
+        self._check_ready()
         for handle in self._handles:
             handle.send("reset")
         results = self._gather()
@@ -285,7 +298,13 @@ class VectorDriver:
     def step(self, actions: Any) -> dict[str, np.ndarray]:
         """Step each env with its row of `actions` (float32 (N, act_space.size), agent format), or reset the envs
         whose previous result was last (ignoring their rows). Returns the batched results."""
-        self._check_open()
+        self.step_async(actions)
+        return self.step_wait()
+
+    def step_async(self, actions: Any) -> None:
+        """The first half of `step`: check `actions` and send them; worker processes step while the caller does other
+        work (the training loop runs its updates), and `step_wait` collects the results. In-process envs step here."""
+        self._check_ready()
         actions = np.asarray(actions, np.float32)
         if actions.shape != (self.num_envs, self.act_space.size):
             raise ValueError(f"actions must have shape ({self.num_envs}, {self.act_space.size}), got {actions.shape}")
@@ -297,6 +316,14 @@ class VectorDriver:
                 handle.send("reset")
             else:
                 handle.send("step", actions[index])
+        self._waiting = stepping
+
+    def step_wait(self) -> dict[str, np.ndarray]:
+        """The second half of `step`: wait for every env's result of the last `step_async`; returns the batch."""
+        self._check_open()
+        if self._waiting is None:
+            raise EnvError("VectorDriver.step_wait called without a step_async before it")
+        stepping, self._waiting = self._waiting, None
         results = self._gather()
         self._steps = np.where(stepping, self._steps + 1, 0)
         batch = self._batch(results)
@@ -306,7 +333,7 @@ class VectorDriver:
     def get_state(self) -> dict | None:
         """Everything needed to continue exactly where the envs are (for checkpoints), or None when some env does not
         implement the optional `get_state()` / `set_state(state)` methods (then a resumed run starts new episodes)."""
-        self._check_open()
+        self._check_ready()
         for handle in self._handles:
             handle.send("get_state")
         states = self._gather()
@@ -316,7 +343,7 @@ class VectorDriver:
 
     def set_state(self, state: dict) -> None:
         """Restore what `get_state` returned (same env ids and count)."""
-        self._check_open()
+        self._check_ready()
         if len(state["envs"]) != self.num_envs:
             raise EnvError(f"driver state holds {len(state['envs'])} envs, this driver has {self.num_envs}")
         for handle, env_state in zip(self._handles, state["envs"]):
