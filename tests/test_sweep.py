@@ -90,6 +90,20 @@ def test_rows_record_the_commits_a_run_was_trained_with(tmp_path, monkeypatch):
     assert row["overrides"] == "behavior.entropy=0.01"  # the variant the row measured
 
 
+@pytest.mark.parametrize("code", [130, 143])
+def test_a_training_stopped_by_a_signal_is_stopped_not_failed(tmp_path, monkeypatch, code):
+    """`r2i train` exits 130 / 143 after SIGINT / SIGTERM with its checkpoint written: the sweep says the run resumes,
+    and records no row; any other non-zero exit is a failure."""
+    (run,) = sw.plan("memory_len", ["10"], ["s3m"], [0], [])
+    monkeypatch.setattr(sw, "source_commit", lambda: "aaaa")
+    monkeypatch.setattr(sw.subprocess, "run", lambda *a, **k: type("Stopped", (), {"returncode": code})())
+    with pytest.raises(sw.RunStoppedError, match="same command resumes it"):
+        sw.execute(run, tmp_path, "bsuite_cpu", {})
+    monkeypatch.setattr(sw.subprocess, "run", lambda *a, **k: type("Crashed", (), {"returncode": 1})())
+    with pytest.raises(sw.RunFailedError, match="failed with exit code 1"):
+        sw.execute(run, tmp_path, "bsuite_cpu", {})
+
+
 def test_a_csv_without_the_commit_column_is_upgraded_in_place(tmp_path):
     path = tmp_path / "memory_len.csv"
     path.write_text("suite,setting,model,seed,env_steps,success,wall_s\nmemory_len,30,gru,1,14004,1.0,2566.0\n")

@@ -24,6 +24,7 @@ import json
 import math
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tarfile
@@ -93,6 +94,10 @@ SUITES = ("memory_len", "discounting_chain", "popgym")
 
 class RunFailedError(R2IError, RuntimeError):
     """A run of the sweep exited with an error (its train.log says why)."""
+
+
+class RunStoppedError(R2IError, RuntimeError):
+    """A run of the sweep was stopped by SIGINT or SIGTERM; it checkpointed and resumes when the sweep runs again."""
 
 
 def _setting_int(suite: str, setting: str) -> int:
@@ -193,6 +198,9 @@ def execute(run: Run, root: Path, preset: str, env: dict, runner=None) -> dict:
                *run.overrides]
         with open(logdir / "train.log", "a") as log:
             proc = (runner or subprocess.run)(cmd, stdout=log, stderr=subprocess.STDOUT, env=env)
+        if proc.returncode in (128 + signal.SIGINT, 128 + signal.SIGTERM):  # r2i train's exit after a signal
+            raise RunStoppedError(f"run {logdir} was stopped by a signal after writing its checkpoint; the same "
+                                  "command resumes it (add --pack to carry it to another machine)")
         if proc.returncode:
             raise RunFailedError(f"run {logdir} failed with exit code {proc.returncode}; see {logdir / 'train.log'}")
     return json.loads(result_path.read_text())
