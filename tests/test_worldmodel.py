@@ -112,7 +112,6 @@ def test_reward_head_output_starts_at_zero_unless_scaled():
         make_config("tiny", {"model.reward_out_scale": -1.0})
 
 
-
 @pytest.mark.parametrize("size", [16, 64])
 def test_image_size_sets_the_conv_stages(size):
     """Square power-of-two images of any size ≥ 8 meet the conv stack at a 4×4 grid (log2(S/4) stride-2 stages; 64 →

@@ -108,12 +108,17 @@ def _flatten_batch(x: jax.Array, event_dims: int):
     return x.reshape((-1,) + x.shape[-event_dims:]), batch
 
 
+def is_image_size(size: int) -> bool:
+    """Whether the conv encoder and decoder take `size`×`size` images: a power of two ≥ 8."""
+    return size >= 8 and not size & (size - 1)
+
+
 def image_stages(size: int) -> int:
     """Stride-2 stages between a `size`×`size` image and the 4×4 grid the conv nets meet in the middle: log2(size/4).
 
     64 → 4 (DreamerV3's encoder and decoder), 16 → 2, 8 → 1. `size` must be a power of two ≥ 8.
     """
-    if size < 8 or size & (size - 1):
+    if not is_image_size(size):
         raise ValueError(f"image size must be a power of two >= 8 (e.g. 64), got {size}")
     return size.bit_length() - 3
 

@@ -18,7 +18,7 @@ from r2i import dists
 from r2i.config import LOSS_SCALE_TERMS, ModelConfig
 from r2i.dists import sg
 from r2i.errors import EnvError
-from r2i.nets import MLP, ImageDecoder, ImageEncoder, fan_avg_init, zeros
+from r2i.nets import MLP, ImageDecoder, ImageEncoder, fan_avg_init, is_image_size, zeros
 from r2i.sequence import make_sequence_model
 from r2i.spaces import ActionSpace, Space
 
@@ -34,7 +34,7 @@ class WorldModel(nnx.Module):
         sizes = {obs_space[key].shape[:2] for key in self.image_keys}
         for key in self.image_keys:
             height, width = obs_space[key].shape[:2]
-            if height != width or height < 8 or height & (height - 1):
+            if height != width or not is_image_size(height):
                 raise EnvError(f"image observation '{key}' has shape {obs_space[key].shape}; the image encoder needs "
                                "(S, S, C) with S a power of two >= 8 (every adapter's default is 64): resize it in "
                                "the environment adapter")

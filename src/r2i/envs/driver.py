@@ -21,9 +21,11 @@ Parallel mode uses the 'spawn' start method (never fork: the parent runs JAX, wh
 and one pipe per worker; `step` sends every env its command first and then collects the replies, so the envs step
 concurrently. `step_async` and `step_wait` are those two halves, so that the caller can work while the workers step
 (the training loop runs its updates then). Workers ignore SIGINT and SIGTERM, which a terminal or a scheduler sends
-to the whole process group: the parent handles them and closes the workers after its last checkpoint. Exceptions raised inside an env are re-raised in the parent with the env id (r2i's own errors keep their
-class; anything else becomes `EnvWorkerError` carrying the worker's traceback); a worker that dies (segfault,
-out-of-memory kill) gives an EnvError with its exit code. Spawned workers import only `r2i.envs` and the env's own
+to the whole process group: the parent handles them and closes the workers after its last checkpoint.
+
+Exceptions raised inside an env are re-raised in the parent with the env id (r2i's own errors keep their class;
+anything else becomes `EnvWorkerError` carrying the worker's traceback); a worker that dies (segfault, out-of-memory
+kill) gives an EnvError with its exit code. Spawned workers import only `r2i.envs` and the env's own
 package (not JAX), so starting one costs well under a second; as with any 'spawn' program, a script that creates a
 parallel driver at top level needs the `if __name__ == "__main__":` guard.
 """
