@@ -90,6 +90,36 @@ def test_rows_record_the_commits_a_run_was_trained_with(tmp_path, monkeypatch):
     assert row["overrides"] == "behavior.entropy=0.01"  # the variant the row measured
 
 
+def test_a_larger_budget_trains_an_unsolved_run_on_and_replaces_its_row(tmp_path, monkeypatch):
+    """`run.steps=…` above a recorded run's budget: the unsolved run is trained on from its directory and its row
+    replaced; the solved one, and a second sweep with the same budget, train nothing."""
+    root, path = tmp_path / "runs", tmp_path / "memory_len.csv"
+    monkeypatch.setattr(sw, "source_commit", lambda: "aaaa")
+    for run, solved in zip(sw.plan("memory_len", ["10"], ["s3m", "gru"], [0], []), (False, True), strict=True):
+        run.logdir(root).mkdir(parents=True)
+        result = {"env_steps": 14000 if not solved else 6004, "eval/success": 0.5 if not solved else 1.0,
+                  "wall_s": 60.0, "solved": solved}
+        (run.logdir(root) / "result.json").write_text(json.dumps(result))
+    sw.sweep("memory_len", ["10"], ["s3m", "gru"], [0], preset="bsuite_cpu", root=root, csv_path=path)
+    trained = []
+
+    def fake_train(_children, cmd, stdout, stderr, env):
+        trained.append(cmd)
+        logdir = Path(cmd[cmd.index("--logdir") + 1])
+        (logdir / "result.json").write_text(json.dumps(
+            {"env_steps": 18004, "eval/success": 0.96, "wall_s": 90.0, "solved": True}))
+        return type("Done", (), {"returncode": 0})()
+
+    monkeypatch.setattr(sw.ChildProcesses, "run", fake_train)
+    for _ in range(2):
+        sw.sweep("memory_len", ["10"], ["s3m", "gru"], [0], preset="bsuite_cpu", root=root, csv_path=path,
+                 extra=["run.steps=20000"])
+    assert len(trained) == 1 and "model.sequence=s3m" in trained[0] and trained[0][-1] == "run.steps=20000"
+    rows = list(csv.DictReader(open(path)))
+    assert [(r["model"], r["env_steps"], r["success"], r["overrides"]) for r in rows] == [
+        ("s3m", "18004", "0.96", "run.steps=20000"), ("gru", "6004", "1.0", "")]
+
+
 @pytest.mark.parametrize("code", [130, 143])
 def test_a_training_stopped_by_a_signal_is_stopped_not_failed(tmp_path, monkeypatch, code):
     """`r2i train` exits 130 / 143 after SIGINT / SIGTERM with its checkpoint written: the sweep says the run resumes,

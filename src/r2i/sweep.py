@@ -5,6 +5,8 @@ so a sweep is resumable at two levels: finished runs (a `result.json`) are skipp
 from its last checkpoint. Runs can go on in parallel processes (`--jobs`). Each finished run appends one row to the
 CSV: `suite,setting,model,seed,env_steps,success,wall_s,commit`, where `commit` is the git commit of the code the run
 was trained with (several joined by `+` when it was resumed under newer code; `+dirty` marks uncommitted changes).
+A run that ended unsolved at its budget is trained on when the sweep is given a larger one (`run.steps=…` among its
+arguments, which the `overrides` column then shows); its row is replaced when it finishes again.
 
 Runs longer than one machine's session carry their state in small archives (`--carry DIR`): `pack` writes each
 unfinished run's newest checkpoint, config, metrics and commits to `DIR/<suite>-<setting>-<model>-seed<k>.tar.gz`, and
@@ -169,10 +171,11 @@ def _run_key(row: dict) -> tuple[str, str, str, int]:
     return row["suite"], str(row["setting"]), row["model"], int(row["seed"])
 
 
-def _append_row(csv_path: Path, row: dict) -> bool:
-    """Append `row` unless the CSV already holds its (suite, setting, model, seed); returns whether it was written
-    (under a lock on the file, so sweeps running at the same time never record a run twice)."""
-    return append_row(csv_path, row, COLUMNS, key=_run_key)
+def _append_row(csv_path: Path, row: dict, replace: bool = False) -> bool:
+    """Append `row` unless the CSV already holds its (suite, setting, model, seed) — with `replace`, it takes that row's
+    place; returns whether it was written (under a lock on the file, so sweeps running at the same time never record a
+    run twice)."""
+    return append_row(csv_path, row, COLUMNS, key=_run_key, replace=replace)
 
 
 def _recorded(csv_path: Path) -> set[tuple[str, str, str, int]]:
@@ -182,12 +185,29 @@ def _recorded(csv_path: Path) -> set[tuple[str, str, str, int]]:
         return {_run_key(r) for r in csv.DictReader(f)}
 
 
+def _budget(run: Run, preset: str) -> int:
+    from r2i import config as cfgmod
+
+    return cfgmod.make_config(preset, cfgmod.parse_overrides(list(run.overrides))).run.steps
+
+
+def needs_more_steps(run: Run, root: Path, preset: str) -> bool:
+    """Whether a finished run ended unsolved short of the budget its overrides now give (`run.steps=…` among the
+    sweep's arguments raised it): the sweep then trains it on from its last checkpoint to the new budget."""
+    try:
+        result = json.loads((run.logdir(root) / RESULT_FILE).read_text())
+    except (OSError, ValueError):
+        return False
+    # Only an explicit "solved": false counts: results written before the key existed are left as they are.
+    return isinstance(result, dict) and result.get("solved") is False and result.get("env_steps", 0) < _budget(run, preset)
+
+
 def execute(run: Run, root: Path, preset: str, env: dict, runner=None) -> dict:
-    """Train (or resume, or skip) one run; returns its result dict. `runner` starts the training process
+    """Train (or resume, extend, or skip) one run; returns its result dict. `runner` starts the training process
     (`subprocess.run` or `ChildProcesses.run`, which raises `StopRequested` when the sweep is being stopped)."""
     logdir = run.logdir(root)
     result_path = logdir / RESULT_FILE
-    if not result_path.exists():
+    if not result_path.exists() or needs_more_steps(run, root, preset):
         logdir.mkdir(parents=True, exist_ok=True)
         commits = run_commits(logdir)
         commit = source_commit()
@@ -301,8 +321,12 @@ def sweep(suite: str, settings: list[str], models: list[str], seeds: list[int], 
         raise ConfigError(f"--jobs must be >= 1, got {jobs}")
     done = _recorded(csv_path)
     todo = [r for r in runs if (r.suite, r.setting, r.model, r.seed) not in done]
-    print(f"r2i sweep: {len(runs)} runs, {len(runs) - len(todo)} already in {csv_path}, {len(todo)} to go "
-          f"({jobs} at a time); runs under {root}", flush=True)
+    # Recorded, unsolved, and now given a larger budget: trained on, and their rows replaced when they finish.
+    extended = {r for r in runs if r not in todo and needs_more_steps(r, root, preset)}
+    print(f"r2i sweep: {len(runs)} runs, {len(runs) - len(todo)} already in {csv_path}"
+          + (f" ({len(extended)} of them unsolved, trained on to the new run.steps)" if extended else "")
+          + f", {len(todo)} to go ({jobs} at a time); runs under {root}", flush=True)
+    todo += sorted(extended, key=runs.index)
     env = dict(os.environ)
     rows = []
 
@@ -321,7 +345,7 @@ def sweep(suite: str, settings: list[str], models: list[str], seeds: list[int], 
                    wall_s=round(result.get("wall_s", time.time() - start), 1),
                    commit="+".join(dict.fromkeys(run_commits(run.logdir(root)))) or "unknown",
                    overrides=" ".join(extra))
-        if _append_row(csv_path, row):
+        if _append_row(csv_path, row, replace=run in extended):
             print(f"r2i sweep: {json.dumps(row)}", flush=True)
         return row
 
