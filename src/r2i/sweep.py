@@ -323,9 +323,9 @@ def sweep(suite: str, settings: list[str], models: list[str], seeds: list[int], 
     todo = [r for r in runs if (r.suite, r.setting, r.model, r.seed) not in done]
     # Recorded, unsolved, and now given a larger budget: trained on, and their rows replaced when they finish.
     extended = {r for r in runs if r not in todo and needs_more_steps(r, root, preset)}
-    print(f"r2i sweep: {len(runs)} runs, {len(runs) - len(todo)} already in {csv_path}"
-          + (f" ({len(extended)} of them unsolved, trained on to the new run.steps)" if extended else "")
-          + f", {len(todo)} to go ({jobs} at a time); runs under {root}", flush=True)
+    print(f"r2i sweep: {len(runs)} runs, {len(runs) - len(todo)} already in {csv_path}, {len(todo) + len(extended)} to go"
+          + (f" ({len(extended)} of the recorded ones ended unsolved: trained on to the new run.steps)" if extended else "")
+          + f" ({jobs} at a time); runs under {root}", flush=True)
     todo += sorted(extended, key=runs.index)
     env = dict(os.environ)
     rows = []
