@@ -32,6 +32,10 @@ def _train_config(args: argparse.Namespace, extra: list[str]):
         cfgmod.validate(config)
     else:
         config = cfgmod.make_config(args.preset or "default", overrides)
+    if getattr(args, "handler", None) is _train and not (args.help_config or args.print_config):
+        from r2i.threads import limit_cpu_threads
+
+        limit_cpu_threads(config.run.cpu_threads)  # before anything starts JAX's backends (the logdir broadcast does)
     if not config.logdir:
         slug = "".join(c if c.isalnum() else "-" for c in config.env.id).strip("-")
         stamp = time.strftime("%Y%m%d-%H%M%S")

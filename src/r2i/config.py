@@ -309,8 +309,9 @@ def validate(config: Config) -> None:
             f"{config.env.num_envs * run.batch_length} steps; raise replay.capacity")
 
 
-def diff(a: Config, b: Config, ignore: tuple[str, ...] = ("logdir", "run.steps")) -> list[str]:
-    """Dotted keys whose values differ (for refusing a resume with a different config)."""
+def diff(a: Config, b: Config, ignore: tuple[str, ...] = ("logdir", "run.steps", "run.cpu_threads")) -> list[str]:
+    """Dotted keys whose values differ (for refusing a resume with a different config); not those a run may change
+    when it resumes: where it lives, its budget, the threads it computes on."""
     fa, fb = flatten(to_dict(a)), flatten(to_dict(b))
     return [k for k in fa if k not in ignore and fa[k] != fb.get(k)]
 

@@ -36,6 +36,7 @@ from r2i.rundir import (
     write_config,
     write_result,
 )
+from r2i.threads import limit_cpu_threads
 
 __all__ = [
     "CONFIG_FILE", "EVAL_SEED_OFFSET", "OBS_PREFIX", "RESULT_FILE", "Counters", "Trainer", "_Progress", "_postfix",
@@ -53,6 +54,7 @@ def train(config: Config, *, force: bool = False, quiet: bool = False) -> dict:
     done = finished_result(config)
     if done is not None:
         return {**done, "finished_before": True}
+    limit_cpu_threads(config.run.cpu_threads)  # a no-op when `r2i train` has done it, a warning if JAX started first
     logdir = Path(config.logdir)
     check_updates(config, checkpointed_step(logdir) if logdir.is_dir() else 0)
     trainer = Trainer(config, force=force, quiet=quiet)

@@ -202,6 +202,8 @@ class RunConfig:
                              "(the official R2I agent samples when evaluating; the greedy eval/<key> stays)")
     eval_video: bool = opt(True, "image envs: log each evaluation round's episodes and the world model's open-loop "
                            "prediction to TensorBoard (GIFs)")
+    cpu_threads: int = opt(0, "threads XLA's CPU runtime spreads each computation over (0 = one per core the process "
+                           "may use, XLA's default); set when JAX starts (r2i/threads.py), Linux only", ge=0)
 
 
 # The world model's prediction-loss terms that `model.loss_scales` may weight (r2i.worldmodel declares every term's

@@ -43,6 +43,7 @@ from r2i.results_csv import append_row
 from r2i.rundir import CONFIG_FILE, RESULT_FILE
 from r2i.runtime import source_commit
 from r2i.signals import ChildProcesses, StopRequested
+from r2i.threads import per_job
 
 # `overrides`: the key=value arguments given to the sweep on top of each run's own (blank in rows written before the
 # column existed), so that a row says which variant it measured.
@@ -315,7 +316,7 @@ def sweep(suite: str, settings: list[str], models: list[str], seeds: list[int], 
     """Run every (setting, model, seed) not yet in the CSV, `jobs` at a time, appending rows as runs finish.
 
     With `carry`, a run without a checkpoint under `root` first resumes from its archive there (see `pack`)."""
-    runs = plan(suite, settings, models, seeds, list(extra))
+    runs = plan(suite, settings, models, seeds, [*per_job(jobs, extra), *extra])
     check_runs(runs, preset)
     if jobs < 1:
         raise ConfigError(f"--jobs must be >= 1, got {jobs}")

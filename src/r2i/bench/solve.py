@@ -34,6 +34,7 @@ from r2i.bench.common import emit
 from r2i.results_csv import append_row
 from r2i.runtime import device_description, source_commit
 from r2i.signals import ChildProcesses, StopRequested
+from r2i.threads import per_job
 
 CSV_COLUMNS = ("preset", "overrides", "seed", "solved", "env_steps_to_success", "env_steps", "final_success",
                "eval_episodes", "commit", "wall_s_to_success", "jobs", "wall_s", "to_budget")
@@ -96,8 +97,8 @@ def run(seeds: list[int], root: Path, preset: str, threshold: float, eval_every:
     cpu0 = _children_cpu()
     # A SIGINT / SIGTERM reaches the seeds' trainings (they checkpoint and exit); the seeds done so far are printed.
     with ChildProcesses() as children, concurrent.futures.ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
-        futures = [pool.submit(run_seed, s, root, preset, threshold, eval_every, extra, children.run,
-                               to_budget=to_budget) for s in seeds]
+        futures = [pool.submit(run_seed, s, root, preset, threshold, eval_every, [*per_job(jobs, extra), *extra],
+                               children.run, to_budget=to_budget) for s in seeds]
         results = []
         for future in futures:  # in seed order
             try:

@@ -64,10 +64,12 @@ def worker(model: str, size: str, b: int, t: int, repeats: int, extra: dict | No
     from r2i.bench.flops import function_flops
     from r2i.config import make_config
     from r2i.spaces import ActionSpace, Space
+    from r2i.threads import available_cores, limit_cpu_threads
 
     overrides = dict(SIZES[size], **(extra or {}), **{"model.sequence": model, "run.batch_size": b,
                                                        "run.batch_length": t})
     config = make_config("default", overrides)
+    threads = limit_cpu_threads(config.run.cpu_threads)  # this worker's first use of JAX follows
     agent = Agent.from_config(config, {"vector": Space((OBS_SIZE,))}, ActionSpace("discrete", nvec=(ACTIONS,)))
     state = agent.init(jax.random.key(0))
     batch = agent.shard_batch(jax.tree.map(jnp.asarray, random_batch(b, t, OBS_SIZE, ACTIONS)))
@@ -100,7 +102,7 @@ def worker(model: str, size: str, b: int, t: int, repeats: int, extra: dict | No
         page_faults_per_update=int(np.median(faults[1:])), system_ms_per_update=round(1e3 * np.median(system[1:]), 2),
         user_ms_per_update=round(1e3 * np.median(user[1:]), 2),
         system_fraction=round(sum(system[1:]) / max(sum(system[1:]) + sum(user[1:]), 1e-9), 4),
-        allocator_configured=allocator.configure(),
+        allocator_configured=allocator.configure(), cpu_threads=threads or available_cores(),
         params=agent.num_params(state), dtype=str(np.dtype(agent.dtype)), **device_memory(compiled),
     )
 
