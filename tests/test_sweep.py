@@ -110,8 +110,18 @@ def test_a_larger_budget_trains_an_unsolved_run_on_and_replaces_its_row(tmp_path
             {"env_steps": 18004, "eval/success": 0.96, "wall_s": 90.0, "solved": True}))
         return type("Done", (), {"returncode": 0})()
 
+    def stopped_train(_children, cmd, stdout, stderr, env):  # the first session is stopped: no result, a checkpoint
+        logdir = Path(cmd[cmd.index("--logdir") + 1])
+        (logdir / "result.json").unlink()
+        _fake_run_dir(logdir, [15000])
+        return type("Stopped", (), {"returncode": 143})()
+
+    monkeypatch.setattr(sw.ChildProcesses, "run", stopped_train)
+    with pytest.raises(sw.RunStoppedError):
+        sw.sweep("memory_len", ["10"], ["s3m", "gru"], [0], preset="bsuite_cpu", root=root, csv_path=path,
+                 extra=["run.steps=20000"])
     monkeypatch.setattr(sw.ChildProcesses, "run", fake_train)
-    for _ in range(2):
+    for _ in range(2):  # the next session trains it on (the row is still the old one), the one after has nothing to do
         sw.sweep("memory_len", ["10"], ["s3m", "gru"], [0], preset="bsuite_cpu", root=root, csv_path=path,
                  extra=["run.steps=20000"])
     assert len(trained) == 1 and "model.sequence=s3m" in trained[0] and trained[0][-1] == "run.steps=20000"

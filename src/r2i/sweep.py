@@ -193,10 +193,14 @@ def _budget(run: Run, preset: str) -> int:
 
 
 def needs_more_steps(run: Run, root: Path, preset: str) -> bool:
-    """Whether a finished run ended unsolved short of the budget its overrides now give (`run.steps=…` among the
-    sweep's arguments raised it): the sweep then trains it on from its last checkpoint to the new budget."""
+    """Whether a recorded run is to train on: it ended unsolved short of the budget its overrides now give
+    (`run.steps=…` among the sweep's arguments raised it), or it was being trained on and stopped (a checkpoint, no
+    result). The sweep then trains it from its last checkpoint to the new budget."""
+    logdir = run.logdir(root)
     try:
-        result = json.loads((run.logdir(root) / RESULT_FILE).read_text())
+        result = json.loads((logdir / RESULT_FILE).read_text())
+    except FileNotFoundError:
+        return _newest_checkpoint(logdir) is not None
     except (OSError, ValueError):
         return False
     # Only an explicit "solved": false counts: results written before the key existed are left as they are.
@@ -321,13 +325,13 @@ def sweep(suite: str, settings: list[str], models: list[str], seeds: list[int], 
     if jobs < 1:
         raise ConfigError(f"--jobs must be >= 1, got {jobs}")
     done = _recorded(csv_path)
-    todo = [r for r in runs if (r.suite, r.setting, r.model, r.seed) not in done]
+    new = [r for r in runs if (r.suite, r.setting, r.model, r.seed) not in done]
     # Recorded, unsolved, and now given a larger budget: trained on, and their rows replaced when they finish.
-    extended = {r for r in runs if r not in todo and needs_more_steps(r, root, preset)}
-    print(f"r2i sweep: {len(runs)} runs, {len(runs) - len(todo)} already in {csv_path}, {len(todo) + len(extended)} to go"
+    extended = {r for r in runs if r not in new and needs_more_steps(r, root, preset)}
+    todo = [r for r in runs if r in extended or r in new]  # in the plan's order
+    print(f"r2i sweep: {len(runs)} runs, {len(runs) - len(new)} already in {csv_path}, {len(todo)} to go"
           + (f" ({len(extended)} of the recorded ones ended unsolved: trained on to the new run.steps)" if extended else "")
           + f" ({jobs} at a time); runs under {root}", flush=True)
-    todo += sorted(extended, key=runs.index)
     env = dict(os.environ)
     rows = []
 
