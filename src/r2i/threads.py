@@ -1,12 +1,11 @@
 """How many threads XLA's CPU runtime spreads one executable's ops over (`run.cpu_threads`).
 
 XLA sizes its CPU thread pools when JAX's backends start, from the cores the process may run on, and offers no flag
-for it. The CPU preset's update is thousands of small products and element-wise ops (256×192×128 and the like): split
-over two threads, each op costs a hand-over between them (futex wake-ups, system time) and the small products run
-slower than on one thread. Measured on a 2-core AMD EPYC, one process per setting: 256×192×128 float32 products at
-66 GFLOP/s on two threads against 95 on one (2,048³: 183 against 85), and the default update (S3M, B16×T64) in
-0.177 / 0.182 s on two threads against 0.144 / 0.172 s on one, with 17 % of its CPU time in the kernel against 0.1 %
-(docs/notes.md, "One XLA thread per run").
+for it. Two trainings side by side on one machine then each spread their ops over every core and wait for each other
+(futex hand-overs, system time). Measured on a 2-core AMD EPYC (docs/notes.md, "XLA's threads"): two default runs
+side by side made 15.2–16.0 env steps/s each with one thread each against 13.6–14.0 with two; a single run alone was
+1.3–1.8× faster with both threads than with one. Hence `r2i sweep --jobs J` and `r2i bench solve --jobs J` give each
+training `max(1, cores // J)` threads (`per_job`), and `r2i train` alone keeps XLA's default (0).
 
 `limit_cpu_threads(n)` starts the backends while the calling thread may run on only `n` of its cores, so the pools
 are sized for `n`, then gives every thread back all the cores it had: nothing is pinned, the operating system still
