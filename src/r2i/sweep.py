@@ -330,7 +330,7 @@ def sweep(suite: str, settings: list[str], models: list[str], seeds: list[int], 
     extended = {r for r in runs if r not in new and needs_more_steps(r, root, preset)}
     todo = [r for r in runs if r in extended or r in new]  # in the plan's order
     print(f"r2i sweep: {len(runs)} runs, {len(runs) - len(new)} already in {csv_path}, {len(todo)} to go"
-          + (f" ({len(extended)} of the recorded ones ended unsolved: trained on to the new run.steps)" if extended else "")
+          + (f" ({len(extended)} recorded, unsolved: trained on to the new run.steps)" if extended else "")
           + f" ({jobs} at a time); runs under {root}", flush=True)
     env = dict(os.environ)
     rows = []
