@@ -141,16 +141,22 @@ def plan(suite: str, settings: list[str], models: list[str], seeds: list[int], e
     return runs
 
 
+def run_config(run: Run, preset: str):
+    """The config a run trains with: `preset` plus the run's overrides (without its logdir)."""
+    from r2i import config as cfgmod
+
+    return cfgmod.make_config(preset, cfgmod.parse_overrides(list(run.overrides)))
+
+
 def check_runs(runs: list[Run], preset: str) -> None:
     """Build every run's config and every distinct environment once, so that a bad setting, model or override is
     reported before any run starts (not as a failed run halfway through the sweep)."""
-    from r2i import config as cfgmod
     from r2i.envs import make_env
 
     built = set()
     for run in runs:
         try:
-            config = cfgmod.make_config(preset, cfgmod.parse_overrides(list(run.overrides)))
+            config = run_config(run, preset)
             env_key = (config.env.id, repr(sorted(config.env.options.items())))
             if env_key not in built:
                 make_env(config.env.id, config.seed, **config.env.options).close()
@@ -186,10 +192,6 @@ def _recorded(csv_path: Path) -> set[tuple[str, str, str, int]]:
         return {_run_key(r) for r in csv.DictReader(f)}
 
 
-def _budget(run: Run, preset: str) -> int:
-    from r2i import config as cfgmod
-
-    return cfgmod.make_config(preset, cfgmod.parse_overrides(list(run.overrides))).run.steps
 
 
 def needs_more_steps(run: Run, root: Path, preset: str) -> bool:
@@ -204,7 +206,7 @@ def needs_more_steps(run: Run, root: Path, preset: str) -> bool:
     except (OSError, ValueError):
         return False
     # Only an explicit "solved": false counts: results written before the key existed are left as they are.
-    return isinstance(result, dict) and result.get("solved") is False and result.get("env_steps", 0) < _budget(run, preset)
+    return isinstance(result, dict) and result.get("solved") is False and result.get("env_steps", 0) < run_config(run, preset).run.steps
 
 
 def execute(run: Run, root: Path, preset: str, env: dict, runner=None) -> dict:
