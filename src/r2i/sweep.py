@@ -192,8 +192,6 @@ def _recorded(csv_path: Path) -> set[tuple[str, str, str, int]]:
         return {_run_key(r) for r in csv.DictReader(f)}
 
 
-
-
 def needs_more_steps(run: Run, root: Path, preset: str) -> bool:
     """Whether a recorded run is to train on: it ended unsolved short of the budget its overrides now give
     (`run.steps=…` among the sweep's arguments raised it), or it was being trained on and stopped (a checkpoint, no
