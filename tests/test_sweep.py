@@ -178,7 +178,7 @@ def test_pack_then_unpack_carries_an_unfinished_run_to_a_fresh_machine(tmp_path)
     finished.archive(carry).parent.mkdir(parents=True)
     finished.archive(carry).write_bytes(b"stale")
 
-    (archive,) = sw.pack([running, finished], here, carry)
+    (archive,) = sw.pack([running, finished], here, carry, "bsuite_cpu")
     assert archive == running.archive(carry) and not finished.archive(carry).exists()
     assert not list(carry.glob("*.tmp"))
 
@@ -192,12 +192,46 @@ def test_pack_then_unpack_carries_an_unfinished_run_to_a_fresh_machine(tmp_path)
     assert not sw.unpack(finished, there, carry)
 
 
+def test_a_recorded_run_trained_on_past_its_budget_is_carried_to_a_fresh_machine(tmp_path, monkeypatch):
+    """An unsolved run stopped while a larger `run.steps` trains it on keeps its archive (with its result.json); a
+    sweep on a fresh machine restores it and trains it on, and its row is replaced. Packed without the larger budget,
+    the finished run's archive is dropped."""
+    here, there, carry, path = tmp_path / "here", tmp_path / "there", tmp_path / "carry", tmp_path / "memory_len.csv"
+    monkeypatch.setattr(sw, "source_commit", lambda: "aaaa")
+    (run,) = sw.plan("memory_len", ["10"], ["s3m"], [0], [])
+    _fake_run_dir(run.logdir(here), [14000, 15000])
+    result = {"env_steps": 14000, "eval/success": 0.5, "wall_s": 60.0, "solved": False}
+    (run.logdir(here) / "result.json").write_text(json.dumps(result))
+    sw._append_row(path, dict(suite="memory_len", setting="10", model="s3m", seed=0, env_steps=14000, success=0.5,
+                              wall_s=60.0, commit="aaaa", overrides=""))
+    (longer,) = sw.plan("memory_len", ["10"], ["s3m"], [0], ["run.steps=20000"])
+    assert sw.pack([run], here, carry, "bsuite_cpu") == [] and not run.archive(carry).exists()
+    (archive,) = sw.pack([longer], here, carry, "bsuite_cpu")
+    assert sw.archive_holds_result(archive)
+    trained = []
+
+    def fake_train(_children, cmd, stdout, stderr, env):
+        logdir = Path(cmd[cmd.index("--logdir") + 1])
+        trained.append(sw._newest_checkpoint(logdir).name)
+        (logdir / "result.json").write_text(json.dumps(
+            {"env_steps": 18004, "eval/success": 0.96, "wall_s": 90.0, "solved": True}))
+        return type("Done", (), {"returncode": 0})()
+
+    monkeypatch.setattr(sw.ChildProcesses, "run", fake_train)
+    sw.sweep("memory_len", ["10"], ["s3m"], [0], preset="bsuite_cpu", root=there, csv_path=path,
+             extra=["run.steps=20000"], carry=carry)
+    assert trained == ["ckpt_0000015000"]
+    rows = list(csv.DictReader(open(path)))
+    assert [(r["env_steps"], r["success"]) for r in rows] == [("18004", "0.96")]
+    assert sw.pack([longer], there, carry, "bsuite_cpu") == [] and not archive.exists()  # solved: dropped
+
+
 def test_pack_takes_a_relative_run_root(tmp_path, monkeypatch):
     """`r2i sweep --pack` run from the repository: the default root benchmarks/runs is a relative path."""
     monkeypatch.chdir(tmp_path)
     (run,) = sw.plan("memory_len", ["100"], ["s3m"], [0], [])
     _fake_run_dir(run.logdir(tmp_path / "here"), [100])
-    (archive,) = sw.pack([run], Path("here"), Path("carry"))
+    (archive,) = sw.pack([run], Path("here"), Path("carry"), "bsuite_cpu")
     assert sw.unpack(run, Path("there"), Path("carry")) and archive.exists()
     assert (run.logdir(Path("there")) / "checkpoints" / "ckpt_0000000100" / "replay" / "data.npy").exists()
 
@@ -206,7 +240,7 @@ def test_a_damaged_archive_is_a_one_line_error_and_leaves_no_half_restored_run(t
     here, there, carry = tmp_path / "here", tmp_path / "there", tmp_path / "carry"
     (run,) = sw.plan("memory_len", ["100"], ["s3m"], [0], [])
     _fake_run_dir(run.logdir(here), [100])
-    (archive,) = sw.pack([run], here, carry)
+    (archive,) = sw.pack([run], here, carry, "bsuite_cpu")
     archive.write_bytes(archive.read_bytes()[: archive.stat().st_size // 2])  # a truncated download or copy
     with pytest.raises(ConfigError, match="cannot be unpacked.*git checkout") as error:
         sw.unpack(run, there, carry)

@@ -11,6 +11,7 @@ arguments, which the `overrides` column then shows); its row is replaced when it
 Runs longer than one machine's session carry their state in small archives (`--carry DIR`): `pack` writes each
 unfinished run's newest checkpoint, config, metrics and commits to `DIR/<suite>-<setting>-<model>-seed<k>.tar.gz`, and
 a sweep started where a run has no run directory (a fresh machine, a clean clone) unpacks it and resumes from there.
+A recorded run that a larger budget trains on is packed too, with its `result.json`, until it is trained to that budget.
 
 Success (the `success` column), from the final evaluation of `--eval-episodes` greedy episodes after training:
 
@@ -247,19 +248,20 @@ def _newest_checkpoint(logdir: Path) -> Path | None:
     return None if step is None else checkpointer.path(step)
 
 
-def pack(runs: list[Run], root: Path, carry: Path) -> list[Path]:
+def pack(runs: list[Run], root: Path, carry: Path, preset: str) -> list[Path]:
     """Archive every unfinished run's resume state into `carry`; drop the archives of runs that have finished.
 
-    An archive holds the run's newest complete checkpoint, `config.yaml`, `metrics.jsonl`, the TensorBoard events and
-    `commits.txt` — what `r2i train` needs to resume exactly (the metrics and events past the checkpoint are cut on
-    resume). It is written to a temporary name and renamed, so an interrupted pack never leaves half an archive.
-    Returns the archives written.
+    An archive holds the run's newest complete checkpoint, `config.yaml`, `metrics.jsonl`, the TensorBoard events,
+    `commits.txt` and, for a recorded run that the runs' budget trains on (`needs_more_steps`), its `result.json` —
+    what `r2i train` needs to resume exactly (the metrics and events past the checkpoint are cut on resume) and the
+    sweep needs to know the run is to be trained on. It is written to a temporary name and renamed, so an interrupted
+    pack never leaves half an archive. Returns the archives written.
     """
     carry.mkdir(parents=True, exist_ok=True)
     written = []
     for run in runs:
         logdir, archive = run.logdir(root), run.archive(carry)
-        if (logdir / RESULT_FILE).exists():
+        if (logdir / RESULT_FILE).exists() and not needs_more_steps(run, root, preset):
             archive.unlink(missing_ok=True)  # finished: its row is in the CSV
             continue
         if pack_run(logdir, archive):
@@ -275,7 +277,7 @@ def pack_run(logdir: Path, archive: Path) -> bool:
     archive.parent.mkdir(parents=True, exist_ok=True)
     tmp = archive.with_name(archive.name + ".tmp")
     with tarfile.open(tmp, "w:gz") as tar:
-        for name in (CONFIG_FILE, METRICS_FILE, COMMITS_FILE, TB_DIR):
+        for name in (CONFIG_FILE, METRICS_FILE, COMMITS_FILE, TB_DIR, RESULT_FILE):
             if (logdir / name).exists():
                 tar.add(logdir / name, arcname=name)
         # Named by its place in the run directory: the checkpointer's path is absolute, `logdir` may be relative.
@@ -288,6 +290,15 @@ def unpack(run: Run, root: Path, carry: Path) -> bool:
     """Restore a run's directory from its archive in `carry` when the run has no checkpoint here; returns whether it
     did. A run directory that already holds a checkpoint is never overwritten (it is newer than any archive)."""
     return unpack_run(run.archive(carry), run.logdir(root))
+
+
+def archive_holds_result(archive: Path) -> bool:
+    """Whether `archive` carries a recorded run that was being trained on past its first budget (see `pack`)."""
+    try:
+        with tarfile.open(archive, "r:gz") as tar:
+            return RESULT_FILE in tar.getnames()
+    except (FileNotFoundError, tarfile.TarError, EOFError, zlib.error):
+        return False
 
 
 def unpack_run(archive: Path, logdir: Path) -> bool:
@@ -326,6 +337,10 @@ def sweep(suite: str, settings: list[str], models: list[str], seeds: list[int], 
         raise ConfigError(f"--jobs must be >= 1, got {jobs}")
     done = _recorded(csv_path)
     new = [r for r in runs if (r.suite, r.setting, r.model, r.seed) not in done]
+    if carry is not None:  # a recorded run carried here while being trained on: restored first, to be seen below
+        for run in runs:
+            if run not in new and archive_holds_result(run.archive(carry)) and unpack(run, root, carry):
+                print(f"r2i sweep: {run.logdir(root)} restored from {run.archive(carry)}", flush=True)
     # Recorded, unsolved, and now given a larger budget: trained on, and their rows replaced when they finish.
     extended = {r for r in runs if r not in new and needs_more_steps(r, root, preset)}
     todo = [r for r in runs if r in extended or r in new]  # in the plan's order
