@@ -29,7 +29,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     # The agent: parameters, optimisers, the jitted policy and update.
     ("r2i.agent",),
     # Programs built on the agent: the training loop and evaluation, benchmarks, figures, sweeps.
-    ("r2i.loop", "r2i.evaluation", "r2i.run", "r2i.bench", "r2i.plot", "r2i.sweep"),
+    ("r2i.loop", "r2i.evaluation", "r2i.run", "r2i.bench", "r2i.plot", "r2i.sweep", "r2i.sweep_status"),
     # Entry points for users.
     ("r2i.api", "r2i.doctor"),
     ("r2i.cli", "r2i"),

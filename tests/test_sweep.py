@@ -212,7 +212,7 @@ def test_a_recorded_run_trained_on_past_its_budget_is_carried_to_a_fresh_machine
 
     def fake_train(_children, cmd, stdout, stderr, env):
         logdir = Path(cmd[cmd.index("--logdir") + 1])
-        trained.append(sw._newest_checkpoint(logdir).name)
+        trained.append(sw.newest_checkpoint(logdir).name)
         (logdir / "result.json").write_text(json.dumps(
             {"env_steps": 18004, "eval/success": 0.96, "wall_s": 90.0, "solved": True}))
         return type("Done", (), {"returncode": 0})()
@@ -245,7 +245,7 @@ def test_a_damaged_archive_is_a_one_line_error_and_leaves_no_half_restored_run(t
     with pytest.raises(ConfigError, match="cannot be unpacked.*git checkout") as error:
         sw.unpack(run, there, carry)
     assert "\n" not in str(error.value) and str(archive) in str(error.value)
-    assert sw._newest_checkpoint(run.logdir(there)) is None
+    assert sw.newest_checkpoint(run.logdir(there)) is None
     assert not list(there.rglob("*.unpacking"))
     archive.write_bytes(b"not a tar file at all")
     with pytest.raises(ConfigError, match="cannot be unpacked"):

@@ -149,6 +149,12 @@ def _sweep(args: argparse.Namespace, extra: list[str]) -> int:
     except ValueError:
         raise ConfigError(f"--seeds must be comma-separated integers, got {args.seeds!r}") from None
     carry = Path(args.carry) if args.carry else None
+    if args.status:
+        from r2i.sweep_status import format_table, status
+
+        runs = plan(args.suite, args.settings.split(","), args.models.split(","), seeds, overrides)
+        print(format_table(status(runs, Path(args.root), args.preset, csv_path, carry)))
+        return 0
     if args.pack:
         if carry is None:
             raise ConfigError("r2i sweep --pack needs --carry DIR: the directory the archives go to")
@@ -290,6 +296,8 @@ def build_parser() -> argparse.ArgumentParser:
                        "from its archive there (runs longer than one machine's session)")
     sweep.add_argument("--pack", action="store_true", help="write each unfinished run's resume state to --carry and "
                        "exit (commit those archives to continue the runs on another machine)")
+    sweep.add_argument("--status", action="store_true", help="print where each run stands (training, stopped, packed, "
+                       "solved, ...; env steps, budget, last and best evaluation, CSV row) and exit; trains nothing")
     sweep.set_defaults(handler=_sweep, extra_ok=True)
 
     bench = commands.add_parser("bench", help="benchmarks that print JSON lines")

@@ -60,6 +60,25 @@ class RunLock:
         self._fd = fd
         return self
 
+    @classmethod
+    def held(cls, directory: str | os.PathLike) -> dict | None:
+        """The record of the live process that holds `directory`'s lock ({} if unreadable), or None if none does.
+        Only looks: the lock file is opened read-only and never written."""
+        path = Path(directory) / cls.FILE
+        try:
+            fd = os.open(path, os.O_RDONLY)
+        except OSError:
+            return None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return cls(directory).holder()
+        else:
+            fcntl.flock(fd, fcntl.LOCK_UN)
+            return None
+        finally:
+            os.close(fd)
+
     def holder(self) -> dict:
         """pid / host / time recorded by the process that took the lock last ({} if unreadable)."""
         try:

@@ -166,15 +166,16 @@ def check_runs(runs: list[Run], preset: str) -> None:
             raise type(error)(f"sweep run {run.suite}/{run.setting}/{run.model}/seed{run.seed}: {error}") from None
 
 
+def success_key(suite: str) -> str:
+    """The evaluation metric that is a suite's `success` (module docstring)."""
+    return {"memory_len": "eval/success", "discounting_chain": "eval/bonus_chain"}.get(suite, "eval/return")
+
+
 def success_of(suite: str, result: dict) -> float:
-    if suite == "memory_len":
-        return result["eval/success"]
-    if suite == "discounting_chain":
-        return result["eval/bonus_chain"]
-    return result["eval/return"]
+    return result[success_key(suite)]
 
 
-def _run_key(row: dict) -> tuple[str, str, str, int]:
+def run_key(row: dict) -> tuple[str, str, str, int]:
     """(suite, setting, model, seed) of a CSV row or a row about to be written (values may not be strings yet)."""
     return row["suite"], str(row["setting"]), row["model"], int(row["seed"])
 
@@ -183,14 +184,14 @@ def _append_row(csv_path: Path, row: dict, replace: bool = False) -> bool:
     """Append `row` unless the CSV already holds its (suite, setting, model, seed) — with `replace`, it takes that row's
     place; returns whether it was written (under a lock on the file, so sweeps running at the same time never record a
     run twice)."""
-    return append_row(csv_path, row, COLUMNS, key=_run_key, replace=replace)
+    return append_row(csv_path, row, COLUMNS, key=run_key, replace=replace)
 
 
 def _recorded(csv_path: Path) -> set[tuple[str, str, str, int]]:
     if not csv_path.exists():
         return set()
     with open(csv_path) as f:
-        return {_run_key(r) for r in csv.DictReader(f)}
+        return {run_key(r) for r in csv.DictReader(f)}
 
 
 def needs_more_steps(run: Run, root: Path, preset: str) -> bool:
@@ -201,7 +202,7 @@ def needs_more_steps(run: Run, root: Path, preset: str) -> bool:
     try:
         result = json.loads((logdir / RESULT_FILE).read_text())
     except FileNotFoundError:
-        return _newest_checkpoint(logdir) is not None
+        return newest_checkpoint(logdir) is not None
     except (OSError, ValueError):
         return False
     # Only an explicit "solved": false counts: results written before the key existed are left as they are.
@@ -238,7 +239,7 @@ def run_commits(logdir: Path) -> list[str]:
     return path.read_text().split() if path.exists() else []
 
 
-def _newest_checkpoint(logdir: Path) -> Path | None:
+def newest_checkpoint(logdir: Path) -> Path | None:
     from r2i.checkpoint import Checkpointer
 
     if not (logdir / "checkpoints").is_dir():
@@ -271,7 +272,7 @@ def pack(runs: list[Run], root: Path, carry: Path, preset: str) -> list[Path]:
 
 def pack_run(logdir: Path, archive: Path) -> bool:
     """Write one run's resume state to `archive` (.tar.gz, atomically); False if the run has no checkpoint yet."""
-    checkpoint = _newest_checkpoint(logdir)
+    checkpoint = newest_checkpoint(logdir)
     if checkpoint is None:
         return False
     archive.parent.mkdir(parents=True, exist_ok=True)
@@ -303,7 +304,7 @@ def archive_holds_result(archive: Path) -> bool:
 
 def unpack_run(archive: Path, logdir: Path) -> bool:
     """Restore a run directory from `archive` unless it already holds a checkpoint or a result; returns whether it did."""
-    if not archive.exists() or (logdir / RESULT_FILE).exists() or _newest_checkpoint(logdir) is not None:
+    if not archive.exists() or (logdir / RESULT_FILE).exists() or newest_checkpoint(logdir) is not None:
         return False
     logdir.mkdir(parents=True, exist_ok=True)
     # Unpack beside the run directory first, so that a damaged archive leaves no half-restored run behind.

@@ -1,0 +1,142 @@
+"""`r2i sweep --status`: where each run of a sweep stands, read from its run directory, its archive and the CSV.
+
+A run is in one of these states (the first that holds):
+
+* `training` — a live process holds its run directory's lock (`training (paused)`: stopped by SIGSTOP);
+* `to train on` — finished unsolved short of the budget the sweep's arguments now give (the sweep trains it on);
+* `solved` / `unsolved` / `finished` — it has a `result.json` (`finished`: written before results said which);
+* `stopped` — a checkpoint and no result: the sweep resumes it;
+* `packed` — no checkpoint here, an archive in `--carry`: the sweep unpacks and resumes it;
+* `not started`.
+
+Nothing is written: the lock is only tested, archives are read in place.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import socket
+import tarfile
+import zlib
+from dataclasses import dataclass
+from pathlib import Path
+
+from r2i.metrics import METRICS_FILE
+from r2i.rundir import RESULT_FILE
+from r2i.runlock import RunLock
+from r2i.sweep import Run, needs_more_steps, newest_checkpoint, run_config, run_key, success_key
+
+
+@dataclass(frozen=True)
+class RunStatus:
+    name: str  # suite/setting/model/seed<k>
+    state: str  # see the module docstring
+    env_steps: int | None  # the newest env step known: last metrics record, or the checkpoint's
+    budget: int  # run.steps with the sweep's arguments
+    last_eval: tuple[int, float] | None  # (env step, success) of the newest evaluation
+    best_eval: tuple[int, float] | None  # the best evaluation so far (the earliest of equals)
+    recorded: float | None  # the success in the CSV row, if the run has one
+    note: str = ""  # the training's pid, or the archive a packed run resumes from
+
+
+def _evaluations(lines: list[str], key: str) -> list[tuple[int, float]]:
+    evals = []
+    for line in lines:
+        if key not in line:
+            continue
+        try:
+            record = json.loads(line)
+            evals.append((int(record["step"]), float(record[key])))
+        except (ValueError, KeyError, TypeError):
+            continue  # a line cut short by a kill: the metrics file is appended to, not rewritten
+    return evals
+
+
+def _last_step(lines: list[str]) -> int | None:
+    for line in reversed(lines):
+        try:
+            return int(json.loads(line)["step"])
+        except (ValueError, KeyError, TypeError):
+            continue
+    return None
+
+
+def _paused(pid) -> bool:
+    """Whether local process `pid` is stopped (SIGSTOP; Linux's /proc; False where that cannot be read)."""
+    try:
+        stat = Path(f"/proc/{int(pid)}/stat").read_text()
+    except (OSError, ValueError, TypeError):
+        return False
+    return stat.rpartition(")")[2].split()[0] in ("T", "t")
+
+
+def _archived(archive: Path) -> tuple[list[str], int | None]:
+    """The metrics lines and the checkpoint's env step of a packed run (([], None) if the archive is unreadable)."""
+    try:
+        with tarfile.open(archive, "r:gz") as tar:
+            names = tar.getnames()
+            member = tar.extractfile(METRICS_FILE) if METRICS_FILE in names else None
+            lines = member.read().decode().splitlines() if member else []
+    except (OSError, tarfile.TarError, EOFError, zlib.error, KeyError):
+        return [], None
+    steps = [int(n.rsplit("_", 1)[1]) for n in names if n.startswith("checkpoints/ckpt_") and n.count("/") == 1]
+    return lines, max(steps, default=None)
+
+
+def run_status(run: Run, root: Path, preset: str, carry: Path | None = None, recorded: float | None = None
+               ) -> RunStatus:
+    logdir = run.logdir(root)
+    name = f"{run.suite}/{run.setting}/{run.model}/seed{run.seed}"
+    budget = run_config(run, preset).run.steps
+    metrics = logdir / METRICS_FILE
+    lines = metrics.read_text().splitlines() if metrics.exists() else []
+    checkpoint = newest_checkpoint(logdir)
+    steps = _last_step(lines)
+    note = ""
+    holder = RunLock.held(logdir) if logdir.is_dir() else None
+    if holder is not None:
+        state, note = "training", f"pid {holder.get('pid', '?')} on {holder.get('host', '?')}"
+        if holder.get("host") == socket.gethostname() and _paused(holder.get("pid")):
+            state = "training (paused)"
+    elif (logdir / RESULT_FILE).exists():
+        result = json.loads((logdir / RESULT_FILE).read_text())
+        steps = result.get("env_steps", steps)
+        solved = result.get("solved")
+        state = ("to train on" if needs_more_steps(run, root, preset)
+                 else "finished" if solved is None else "solved" if solved else "unsolved")
+    elif checkpoint is not None:
+        state = "stopped"
+        steps = steps if steps is not None else int(checkpoint.name.rsplit("_", 1)[1])
+    elif carry is not None and run.archive(carry).exists():
+        state, note = "packed", str(run.archive(carry))
+        lines, steps = _archived(run.archive(carry))
+    else:
+        state = "not started"
+    evals = _evaluations(lines, success_key(run.suite))
+    best = max(evals, key=lambda e: (e[1], -e[0]), default=None)
+    return RunStatus(name, state, steps, budget, evals[-1] if evals else None, best, recorded, note)
+
+
+def status(runs: list[Run], root: Path, preset: str, csv_path: Path, carry: Path | None = None) -> list[RunStatus]:
+    """Every planned run's status, in the plan's order."""
+    rows = {}
+    if csv_path.exists():
+        with open(csv_path) as f:
+            rows = {run_key(r): float(r["success"]) for r in csv.DictReader(f)}
+    return [run_status(run, root, preset, carry, rows.get((run.suite, run.setting, run.model, run.seed)))
+            for run in runs]
+
+
+def format_table(statuses: list[RunStatus]) -> str:
+    def at(evaluation):
+        return "-" if evaluation is None else f"{evaluation[1]:.2f} at {evaluation[0]:,}"
+
+    header = ("run", "state", "env steps / budget", "last eval", "best eval", "CSV", "")
+    table = [header] + [
+        (s.name, s.state, f"{'-' if s.env_steps is None else f'{s.env_steps:,}'} / {s.budget:,}", at(s.last_eval),
+         at(s.best_eval), "-" if s.recorded is None else f"{s.recorded:g}", s.note)
+        for s in statuses
+    ]
+    widths = [max(len(row[i]) for row in table) for i in range(len(header))]
+    return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip() for row in table)
