@@ -123,8 +123,9 @@ def test_a_larger_budget_trains_an_unsolved_run_on_and_replaces_its_row(tmp_path
     monkeypatch.setattr(sw.ChildProcesses, "run", fake_train)
     for _ in range(2):  # the next session trains it on (the row is still the old one), the one after has nothing to do
         sw.sweep("memory_len", ["10"], ["s3m", "gru"], [0], preset="bsuite_cpu", root=root, csv_path=path,
-                 extra=["run.steps=20000"])
-    assert len(trained) == 1 and "model.sequence=s3m" in trained[0] and trained[0][-1] == "run.steps=20000"
+                 extra=["run.steps=20000", "run.cpu_threads=1"])  # the thread count is not written to the row
+    assert len(trained) == 1 and "model.sequence=s3m" in trained[0] and trained[0][-2:] == [
+        "run.steps=20000", "run.cpu_threads=1"]
     rows = list(csv.DictReader(open(path)))
     assert [(r["model"], r["env_steps"], r["success"], r["overrides"]) for r in rows] == [
         ("s3m", "18004", "0.96", "run.steps=20000"), ("gru", "6004", "1.0", "")]

@@ -47,7 +47,8 @@ from r2i.signals import ChildProcesses, StopRequested
 from r2i.threads import per_job
 
 # `overrides`: the key=value arguments given to the sweep on top of each run's own (blank in rows written before the
-# column existed), so that a row says which variant it measured.
+# column existed), so that a row says which variant it measured. `run.cpu_threads` is left out: it sets how fast a run
+# goes on a shared machine, not what it computes.
 COLUMNS = (*SWEEP_COLUMNS, "commit", "overrides")
 COMMITS_FILE = "commits.txt"
 DISCOUNTING_DELAYS = (1, 3, 10, 30, 100)
@@ -365,7 +366,7 @@ def sweep(suite: str, settings: list[str], models: list[str], seeds: list[int], 
                    env_steps=result["env_steps"], success=round(success_of(run.suite, result), 4),
                    wall_s=round(result.get("wall_s", time.time() - start), 1),
                    commit="+".join(dict.fromkeys(run_commits(run.logdir(root)))) or "unknown",
-                   overrides=" ".join(extra))
+                   overrides=" ".join(o for o in extra if not o.startswith("run.cpu_threads=")))
         if _append_row(csv_path, row, replace=run in extended):
             print(f"r2i sweep: {json.dumps(row)}", flush=True)
         return row
