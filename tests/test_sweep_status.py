@@ -14,7 +14,8 @@ from r2i.sweep_status import format_table, status
 
 def _metrics(logdir, evals, last_step):
     lines = [json.dumps({"step": s, "eval/success": v}) for s, v in evals]
-    lines += [json.dumps({"step": last_step, "loss/model": 1.0}), '{"step": 99999, "eval/succ']  # a line cut by a kill
+    lines += [json.dumps({"step": last_step, "loss/model": 1.0, "fps/env_steps_per_s": 5.75}),
+              '{"step": 99999, "eval/succ']  # a line cut by a kill
     (logdir / "metrics.jsonl").write_text("\n".join(lines) + "\n")
 
 
@@ -47,7 +48,8 @@ def test_status_names_every_state_and_reads_the_evaluations(tmp_path, capsys):
     assert [r.recorded for r in rows] == [0.97, 0.5, None, None, None, None]
     assert rows[3].last_eval == (8004, 0.6) and rows[3].best_eval == (4004, 0.8)  # the earliest of the best
     assert rows[4].best_eval == (4004, 0.8) and str(carry) in rows[4].note  # read from the archive
-    assert "pid" in rows[2].note
+    assert "pid" in rows[2].note and "5.8 env steps/s, 0.6 h to the budget" in rows[2].note  # (20,000 − 8,500) / 5.75
+    assert rows[2].env_steps_per_s == 5.75 and rows[3].env_steps_per_s is None
     # Looking wrote nothing: the lock file keeps the holder's record, no run directory appeared.
     assert RunLock(training.logdir(root)).holder()["pid"] == lock.holder()["pid"]
     assert not fresh.logdir(root).exists() and not packed.logdir(root).exists()

@@ -38,6 +38,7 @@ class RunStatus:
     best_eval: tuple[int, float] | None  # the best evaluation so far (the earliest of equals)
     recorded: float | None  # the success in the CSV row, if the run has one
     note: str = ""  # the training's pid, or the archive a packed run resumes from
+    env_steps_per_s: float | None = None  # a training's rate at its last log line (its time to the budget follows)
 
 
 def _evaluations(lines: list[str], key: str) -> list[tuple[int, float]]:
@@ -71,6 +72,16 @@ def _paused(pid) -> bool:
     return stat.rpartition(")")[2].split()[0] in ("T", "t")
 
 
+def _last_rate(lines: list[str]) -> float | None:
+    for line in reversed(lines):
+        if "fps/env_steps_per_s" in line:
+            try:
+                return float(json.loads(line)["fps/env_steps_per_s"])
+            except (ValueError, KeyError, TypeError):
+                return None
+    return None
+
+
 def _archived(archive: Path) -> tuple[list[str], int | None]:
     """The metrics lines and the checkpoint's env step of a packed run (([], None) if the archive is unreadable)."""
     try:
@@ -95,10 +106,14 @@ def run_status(run: Run, root: Path, preset: str, carry: Path | None = None, rec
     steps = _last_step(lines)
     note = ""
     holder = RunLock.held(logdir) if logdir.is_dir() else None
+    rate = None
     if holder is not None:
         state, note = "training", f"pid {holder.get('pid', '?')} on {holder.get('host', '?')}"
+        rate = _last_rate(lines)
         if holder.get("host") == socket.gethostname() and _paused(holder.get("pid")):
-            state = "training (paused)"
+            state, rate = "training (paused)", None
+        elif rate and steps is not None:
+            note += f"; {rate:.1f} env steps/s, {max(0, budget - steps) / rate / 3600:.1f} h to the budget"
     elif (logdir / RESULT_FILE).exists():
         result = json.loads((logdir / RESULT_FILE).read_text())
         steps = result.get("env_steps", steps)
@@ -115,7 +130,7 @@ def run_status(run: Run, root: Path, preset: str, carry: Path | None = None, rec
         state = "not started"
     evals = _evaluations(lines, success_key(run.suite))
     best = max(evals, key=lambda e: (e[1], -e[0]), default=None)
-    return RunStatus(name, state, steps, budget, evals[-1] if evals else None, best, recorded, note)
+    return RunStatus(name, state, steps, budget, evals[-1] if evals else None, best, recorded, note, rate)
 
 
 def status(runs: list[Run], root: Path, preset: str, csv_path: Path, carry: Path | None = None) -> list[RunStatus]:
