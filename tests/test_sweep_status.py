@@ -60,3 +60,5 @@ def test_status_names_every_state_and_reads_the_evaluations(tmp_path, capsys):
     assert main(["sweep", "--status", "--suite", "memory_len", "--settings", "10", "--models", "s3m", "--seeds", "0",
                  "--root", str(root), "--csv", str(csv_path), *extra]) == 0
     assert "memory_len/10/s3m/seed0  solved" in capsys.readouterr().out
+    (solved.logdir(root) / "result.json").write_text('{"env_steps": 60')  # cut short: reported, not a traceback
+    assert status([solved], root, "bsuite_cpu", csv_path)[0].state == "finished"

@@ -115,8 +115,12 @@ def run_status(run: Run, root: Path, preset: str, carry: Path | None = None, rec
         elif rate and steps is not None:
             note += f"; {rate:.1f} env steps/s, {max(0, budget - steps) / rate / 3600:.1f} h to the budget"
     elif (logdir / RESULT_FILE).exists():
-        result = json.loads((logdir / RESULT_FILE).read_text())
-        steps = result.get("env_steps", steps)
+        try:
+            result = json.loads((logdir / RESULT_FILE).read_text())
+        except (OSError, ValueError):
+            result = {}  # unreadable: reported as finished, like a result that does not say whether it solved
+        steps = result.get("env_steps", steps) if isinstance(result, dict) else steps
+        result = result if isinstance(result, dict) else {}
         solved = result.get("solved")
         state = ("to train on" if needs_more_steps(run, root, preset)
                  else "finished" if solved is None else "solved" if solved else "unsolved")
