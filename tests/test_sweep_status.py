@@ -62,3 +62,5 @@ def test_status_names_every_state_and_reads_the_evaluations(tmp_path, capsys):
     assert "memory_len/10/s3m/seed0  solved" in capsys.readouterr().out
     (solved.logdir(root) / "result.json").write_text('{"env_steps": 60')  # cut short: reported, not a traceback
     assert status([solved], root, "bsuite_cpu", csv_path)[0].state == "finished"
+    # A fresh clone: the CSV has the row, the run directory stayed on the machine that trained it.
+    assert status([solved], tmp_path / "fresh", "bsuite_cpu", csv_path)[0].state == "recorded"

@@ -7,6 +7,7 @@ A run is in one of these states (the first that holds):
 * `solved` / `unsolved` / `finished` — it has a `result.json` (`finished`: written before results said which);
 * `stopped` — a checkpoint and no result: the sweep resumes it;
 * `packed` — no checkpoint here, an archive in `--carry`: the sweep unpacks and resumes it;
+* `recorded` — a row in the CSV and no run directory here (it finished on another machine);
 * `not started`.
 
 Nothing is written: the lock is only tested, archives are read in place.
@@ -130,6 +131,8 @@ def run_status(run: Run, root: Path, preset: str, carry: Path | None = None, rec
     elif carry is not None and run.archive(carry).exists():
         state, note = "packed", str(run.archive(carry))
         lines, steps = _archived(run.archive(carry))
+    elif recorded is not None:
+        state = "recorded"  # its row is in the CSV, its run directory is on another machine
     else:
         state = "not started"
     evals = _evaluations(lines, success_key(run.suite))
