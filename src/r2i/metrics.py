@@ -183,23 +183,25 @@ class MetricsLogger:
         goes backwards (a run resumed from a checkpoint older than its last log line), the earlier records with a step
         >= the new one are dropped, so the result follows the resumed run. Raises FileNotFoundError without the file.
         """
-        path = Path(logdir) / METRICS_FILE
-        records: list[dict] = []
-        with open(path, encoding="utf-8") as f:
-            lines = f.read().split("\n")
-        for line in lines:
-            if not line.strip():
-                continue
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError:
-                continue
-            if not isinstance(record, dict) or "step" not in record:
-                continue
-            if dedupe and records and record["step"] < records[-1]["step"]:
-                records = [r for r in records if r["step"] < record["step"]]
-            records.append(record)
-        return records
+        return parse_records((Path(logdir) / METRICS_FILE).read_text(encoding="utf-8"), dedupe)
+
+
+def parse_records(text: str, dedupe: bool = True) -> list[dict]:
+    """The records of a `metrics.jsonl`'s text, skipping lines that do not parse (see `MetricsLogger.read`)."""
+    records: list[dict] = []
+    for line in text.split("\n"):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if not isinstance(record, dict) or "step" not in record:
+            continue
+        if dedupe and records and record["step"] < records[-1]["step"]:
+            records = [r for r in records if r["step"] < record["step"]]
+        records.append(record)
+    return records
 
 
 class Aggregator:

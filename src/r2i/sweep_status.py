@@ -23,7 +23,7 @@ import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
-from r2i.metrics import METRICS_FILE
+from r2i.metrics import METRICS_FILE, MetricsLogger, parse_records
 from r2i.rundir import RESULT_FILE
 from r2i.runlock import RunLock
 from r2i.sweep import Run, needs_more_steps, newest_checkpoint, run_config, run_key, success_key
@@ -42,26 +42,8 @@ class RunStatus:
     env_steps_per_s: float | None = None  # a training's rate at its last log line (its time to the budget follows)
 
 
-def _evaluations(lines: list[str], key: str) -> list[tuple[int, float]]:
-    evals = []
-    for line in lines:
-        if key not in line:
-            continue
-        try:
-            record = json.loads(line)
-            evals.append((int(record["step"]), float(record[key])))
-        except (ValueError, KeyError, TypeError):
-            continue  # a line cut short by a kill: the metrics file is appended to, not rewritten
-    return evals
-
-
-def _last_step(lines: list[str]) -> int | None:
-    for line in reversed(lines):
-        try:
-            return int(json.loads(line)["step"])
-        except (ValueError, KeyError, TypeError):
-            continue
-    return None
+def _evaluations(records: list[dict], key: str) -> list[tuple[int, float]]:
+    return [(int(r["step"]), float(r[key])) for r in records if key in r]
 
 
 def _paused(pid) -> bool:
@@ -73,27 +55,22 @@ def _paused(pid) -> bool:
     return stat.rpartition(")")[2].split()[0] in ("T", "t")
 
 
-def _last_rate(lines: list[str]) -> float | None:
-    for line in reversed(lines):
-        if "fps/env_steps_per_s" in line:
-            try:
-                return float(json.loads(line)["fps/env_steps_per_s"])
-            except (ValueError, KeyError, TypeError):
-                return None
-    return None
+def _last_rate(records: list[dict]) -> float | None:
+    rates = [r["fps/env_steps_per_s"] for r in records if "fps/env_steps_per_s" in r]
+    return float(rates[-1]) if rates else None
 
 
-def _archived(archive: Path) -> tuple[list[str], int | None]:
-    """The metrics lines and the checkpoint's env step of a packed run (([], None) if the archive is unreadable)."""
+def _archived(archive: Path) -> tuple[list[dict], int | None]:
+    """The metrics records and the checkpoint's env step of a packed run (([], None) if the archive is unreadable)."""
     try:
         with tarfile.open(archive, "r:gz") as tar:
             names = tar.getnames()
             member = tar.extractfile(METRICS_FILE) if METRICS_FILE in names else None
-            lines = member.read().decode().splitlines() if member else []
+            records = parse_records(member.read().decode()) if member else []
     except (OSError, tarfile.TarError, EOFError, zlib.error, KeyError):
         return [], None
     steps = [int(n.rsplit("_", 1)[1]) for n in names if n.startswith("checkpoints/ckpt_") and n.count("/") == 1]
-    return lines, max(steps, default=None)
+    return records, max(steps, default=None)
 
 
 def run_status(run: Run, root: Path, preset: str, carry: Path | None = None, recorded: float | None = None
@@ -101,16 +78,15 @@ def run_status(run: Run, root: Path, preset: str, carry: Path | None = None, rec
     logdir = run.logdir(root)
     name = f"{run.suite}/{run.setting}/{run.model}/seed{run.seed}"
     budget = run_config(run, preset).run.steps
-    metrics = logdir / METRICS_FILE
-    lines = metrics.read_text().splitlines() if metrics.exists() else []
+    records = MetricsLogger.read(logdir) if (logdir / METRICS_FILE).exists() else []
     checkpoint = newest_checkpoint(logdir)
-    steps = _last_step(lines)
+    steps = int(records[-1]["step"]) if records else None
     note = ""
     holder = RunLock.held(logdir) if logdir.is_dir() else None
     rate = None
     if holder is not None:
         state, note = "training", f"pid {holder.get('pid', '?')} on {holder.get('host', '?')}"
-        rate = _last_rate(lines)
+        rate = _last_rate(records)
         if holder.get("host") == socket.gethostname() and _paused(holder.get("pid")):
             state, rate = "training (paused)", None
         elif rate and steps is not None:
@@ -130,12 +106,12 @@ def run_status(run: Run, root: Path, preset: str, carry: Path | None = None, rec
         steps = steps if steps is not None else int(checkpoint.name.rsplit("_", 1)[1])
     elif carry is not None and run.archive(carry).exists():
         state, note = "packed", str(run.archive(carry))
-        lines, steps = _archived(run.archive(carry))
+        records, steps = _archived(run.archive(carry))
     elif recorded is not None:
         state = "recorded"  # its row is in the CSV, its run directory is on another machine
     else:
         state = "not started"
-    evals = _evaluations(lines, success_key(run.suite))
+    evals = _evaluations(records, success_key(run.suite))
     best = max(evals, key=lambda e: (e[1], -e[0]), default=None)
     return RunStatus(name, state, steps, budget, evals[-1] if evals else None, best, recorded, note, rate)
 
