@@ -416,7 +416,7 @@ def test_bsuite_discounting_chain_and_delay_helper():
         assert len(steps) == 101 and steps[-1]["is_terminal"]
         assert np.flatnonzero(rewards).tolist() == [delay] and np.isclose(rewards[delay], payout)
         assert steps[-1]["log_chain_delay"] == delay and steps[-1]["log_bonus_delay"] == 30
-        assert steps[-1]["log_bonus_chain"] == (delay == 30)
+        assert steps[-1]["log_bonus_chain"] == steps[-1]["log_success"] == (delay == 30)
 
 
 # ------------------------------------------------------------------------------------------- episode state machine

@@ -161,6 +161,17 @@ def test_load_eval_and_plot_a_run(tmp_path, capsys):
     assert code == 0 and png.read_bytes()[:4] == b"\x89PNG"
 
 
+def test_stop_at_success_on_an_env_without_success_is_said_once(tmp_path, capsys):
+    """`run.stop_at_success` reads eval/success; an env that reports none (a POPGym task, CartPole) would train to
+    run.steps with the stop never taken: the first evaluation round says so, once, and the run goes on."""
+    trainer = Trainer(tiny_config(tmp_path, **{"run.steps": 8, "run.stop_at_success": 0.9}), quiet=True)
+    assert trainer._reports_success({"eval/success": 0.5, "eval/return": 0.0})
+    assert not trainer._reports_success({"eval/return": 1.0}) and not trainer._reports_success({"eval/return": 1.0})
+    err = capsys.readouterr().err
+    assert err.count("run.stop_at_success=0.9 has no effect") == 1 and "trains to run.steps=8" in err
+    trainer.close()
+
+
 def test_nan_reward_env_gives_clear_error():
     """An environment that returns NaN stops training with an error naming the key."""
     from r2i.envs.base import Space

@@ -118,6 +118,7 @@ class Trainer:
         self.rng = np.random.default_rng(dist.local_seed(config.seed))  # prefill actions
         self.key = jax.random.key(config.seed)
         self.state = None
+        self._said_no_success = False
         self.carry = None
         self.obs = None
         self.episodes = Aggregator("episode")  # its running per-env returns are part of a checkpoint
@@ -263,9 +264,10 @@ class Trainer:
                         callback(logged)
                 if self.should_eval(c.env_steps) and c.env_steps >= cfg.prefill:
                     evaluated = self.logger.write(c.env_steps, self.eval_round(cfg.eval_episodes))
-                    if cfg.stop_at_success and evaluated.get("eval/success", 0.0) >= cfg.stop_at_success:
-                        solved = True
-                        break
+                    if cfg.stop_at_success and self._reports_success(evaluated):
+                        if evaluated["eval/success"] >= cfg.stop_at_success:
+                            solved = True
+                            break
                 if dist.any_process(should_save.due()):
                     self._checkpoint()
                     should_save.restart()
@@ -279,6 +281,20 @@ class Trainer:
         result["signal"] = stop.signum
         result["solved"] = solved
         return result
+
+    def _reports_success(self, evaluated: dict) -> bool:
+        """Whether an evaluation round measured eval/success (the env's `log_success` at episode ends), which
+        `run.stop_at_success` reads. An env without it would train to `run.steps` with the stop silently never taken,
+        so that is said once per session, on stderr."""
+        if "eval/success" in evaluated:
+            return True
+        if not self._said_no_success:
+            self._said_no_success = True
+            print(f"r2i: run.stop_at_success={self.config.run.stop_at_success:g} has no effect: {self.config.env.id} "
+                  "reports no success at its episodes' ends (no eval/success; envs report it as a `log_success` "
+                  "value, Gymnasium ones as a numeric info['success']), so the run trains to "
+                  f"run.steps={self.config.run.steps:,}", file=sys.stderr, flush=True)
+        return False
 
     def _policy_step(self) -> None:
         """Act in every env, store the step in the replay and send the actions to the envs (`_collect_step` receives

@@ -18,7 +18,9 @@ Extra log keys, present on every step:
 * memory_len, memory_size: `log_success` — 1.0 on the last step when the answer was right (reward > 0), else 0.0;
 * discounting_chain: `log_bonus_delay` — the delay of the chain that pays 1.1 for this id (constant, see
   `discounting_chain_delay`); `log_chain_delay` — the delay of the chain chosen by the first action of the episode
-  (0.0 on the first observation, before any choice); `log_bonus_chain` — 1.0 once the chosen chain is the bonus one.
+  (0.0 on the first observation, before any choice); `log_bonus_chain` — 1.0 once the chosen chain is the bonus one;
+  `log_success` — the same as `log_bonus_chain`: the bonus chain is the only one that earns bsuite's optimal return
+  (1.1), and `run.stop_at_success` and the episode success rate read `log_success`.
 """
 
 from __future__ import annotations
@@ -179,10 +181,12 @@ class BsuiteEnv(DmEnvAdapter):
                 self._chain_delay = 0
             elif self._chain_delay == 0:  # the first action of the episode picks the chain
                 self._chain_delay = DISCOUNTING_CHAIN_DELAYS[int(action)]
+            bonus_chain = np.float32(self._chain_delay == self._bonus_delay)
             return {
                 "log_bonus_delay": np.float32(self._bonus_delay),
                 "log_chain_delay": np.float32(self._chain_delay),
-                "log_bonus_chain": np.float32(self._chain_delay == self._bonus_delay),
+                "log_bonus_chain": bonus_chain,
+                "log_success": bonus_chain,
             }
         return {}
 
