@@ -1,0 +1,72 @@
+#!/usr/bin/env bash
+# The memory-frontier runs still to do (BSuite memory_len past 150, discounting_chain, POPGym), as two lanes of
+# `r2i sweep` commands that go on across sessions and machines: each lane runs its jobs in order, a job skips the runs
+# its CSV already records, and a stopped run resumes from its checkpoint (or, on a fresh clone, from its archive in
+# benchmarks/carry/). Two lanes side by side on a 2-core CPU, one XLA thread each (`run.cpu_threads=1`).
+#
+#   benchmarks/frontier.sh lane1 &    # S3M at 200 (3 seeds), then S3M at 512
+#   benchmarks/frontier.sh lane2 &    # the GRU at 150 and 200, discounting_chain (both horizons), POPGym
+#   benchmarks/frontier.sh status     # `r2i sweep --status` of every job: training, packed, solved, ...
+#   benchmarks/frontier.sh stop       # SIGTERM to the lanes: their trainings checkpoint and exit
+#   benchmarks/frontier.sh pack       # then: every unfinished run into benchmarks/carry/ (commit those archives)
+#
+# R2I is the r2i command (default `r2i`); to train with another checkout's code while editing this one, e.g.
+#   R2I="env PYTHONPATH=/path/to/worktree/src r2i" benchmarks/frontier.sh lane1 &
+# Rows, figures and archives always go to the benchmarks/ folder this script is in.
+set -uo pipefail
+B=$(cd "$(dirname "$0")" && pwd)
+R2I=${R2I:-r2i}
+# The length-75-to-150 settings (benchmarks/README.md, "The memory frontier: runs in progress").
+HIDDEN="run.eval_episodes=100 run.eval_every=2000 run.stop_at_success=0.95 model.policy_inputs=hidden \
+behavior.entropy=1e-2 model.head_inputs=full"
+DC="run.eval_episodes=100 run.eval_every=2000 run.stop_at_success=0.95 run.steps=30000"
+
+job() {  # the `r2i sweep` arguments of one job
+    case $1 in
+        s3m200) echo "--suite memory_len --settings 200 --models s3m --seeds 0,1,2 --root $B/runs/hidden_200 \
+--carry $B/carry/hidden_200 --csv $B/results/memory_len_hidden.csv $HIDDEN run.steps=150000" ;;
+        # ≈ 750,000 env steps expected (benchmarks/README.md): many sessions of one lane; windows of 2,048 at B = 1.
+        s3m512) echo "--suite memory_len --settings 512 --models s3m --seeds 0 --root $B/runs/hidden_512 \
+--carry $B/carry/hidden_512 --csv $B/results/memory_len_hidden.csv $HIDDEN run.steps=1000000" ;;
+        gru150) echo "--suite memory_len --settings 150 --models gru --seeds 1 --root $B/runs/hidden_150 \
+--carry $B/carry/hidden_150 --csv $B/results/memory_len_hidden.csv $HIDDEN run.steps=100000" ;;
+        gru200) echo "--suite memory_len --settings 200 --models gru --seeds 0,1 --root $B/runs/hidden_200 \
+--carry $B/carry/hidden_200 --csv $B/results/memory_len_hidden.csv $HIDDEN run.steps=150000" ;;
+        dc0|dc1) echo "--suite discounting_chain --settings 1,3,10,30,100 --models s3m,gru --seeds ${1#dc} \
+--root $B/runs/dc --carry $B/carry/dc --csv $B/results/discounting_chain.csv $DC" ;;
+        # γ = 1 − 1/2000: the bonus at delay 100 is worth 1.1·γ¹⁰⁰ = 1.05 > 1 (at 1 − 1/333 it is worth 0.81 < 1).
+        dch) echo "--suite discounting_chain --settings 100 --models s3m,gru --seeds 0,1 --root $B/runs/dc_h2000 \
+--carry $B/carry/dc_h2000 --csv $B/results/discounting_chain_h2000.csv $DC behavior.discount=0.9995" ;;
+        popgym) echo "--suite popgym --settings RepeatPreviousEasy --models s3m,gru --seeds 0 --preset popgym_cpu \
+--root $B/runs/popgym --carry $B/carry/popgym --csv $B/results/popgym_repeat_previous.csv run.eval_episodes=100 \
+run.eval_every=5000 run.steps=100000" ;;
+        *) echo "frontier.sh: no job $1" >&2; exit 2 ;;
+    esac
+}
+LANE1="s3m200 s3m512"
+LANE2="gru150 dc0 gru200 dc1 dch popgym"
+
+lane() {  # run jobs in order; a SIGTERM stops the running sweep (its trainings checkpoint) and the lane
+    echo $$ > "$B/runs/$1.pid"
+    shift
+    trap 'kill -TERM "$child" 2>/dev/null; wait "$child"; exit 143' TERM INT
+    for name in "$@"; do
+        # shellcheck disable=SC2046  # job arguments are split on purpose
+        $R2I sweep $(job "$name") run.cpu_threads=1 &
+        child=$!
+        wait "$child"
+        rc=$?
+        [ "$rc" -ge 128 ] && exit "$rc"  # stopped by a signal: the lane stops with it
+        [ "$rc" -ne 0 ] && echo "frontier.sh: job $name failed (exit $rc); going on with the next" >&2
+    done
+}
+
+mkdir -p "$B/runs"
+case ${1:-} in
+    lane1) lane lane1 $LANE1 ;;
+    lane2) lane lane2 $LANE2 ;;
+    status) for name in $LANE1 $LANE2; do echo "== $name"; $R2I sweep $(job "$name") --status; done ;;
+    stop) for f in "$B"/runs/lane*.pid; do [ -f "$f" ] && kill -TERM "$(cat "$f")" 2>/dev/null; rm -f "$f"; done ;;
+    pack) for name in $LANE1 $LANE2; do $R2I sweep $(job "$name") --pack; done ;;
+    *) sed -n '2,16p' "$0"; exit 2 ;;
+esac
