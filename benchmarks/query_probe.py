@@ -16,7 +16,11 @@ If the features hold the cue and the rewards tell the answers apart while the ac
 update is what fails; if the rewards do not depend on the answer, the world model is. Written for issue 11
 (docs/notes.md, "What S3M knows at memory length 100").
 
-    python benchmarks/query_probe.py RUN_DIR [episodes=400] [mode=sample]
+With `posterior=mode` the filter feeds the sequence model the posterior's mode at every step instead of a sample of
+it (training and acting sample): where the cue reads from x much better so, the noise that the sampled latents add at
+every memory step (and that the SSM's slow modes sum up) is what hides the cue.
+
+    python benchmarks/query_probe.py RUN_DIR [episodes=400] [mode=sample] [posterior=sample|mode]
 """
 
 from __future__ import annotations
@@ -35,7 +39,9 @@ from r2i.api import load
 from r2i.envs import make_env
 
 
-def probe(logdir: str, episodes: int = 400, mode: str = "sample") -> dict:
+def probe(logdir: str, episodes: int = 400, mode: str = "sample", posterior: str = "sample") -> dict:
+    if posterior not in ("sample", "mode"):
+        raise SystemExit(f"posterior must be 'sample' or 'mode', got {posterior!r}")
     policy = load(logdir)
     agent, params, config = policy.agent, policy.params, policy.config
     task = config.env.id
@@ -64,6 +70,9 @@ def probe(logdir: str, episodes: int = 400, mode: str = "sample") -> dict:
     is_first = np.zeros((e, t), bool)
     is_first[:, 0] = True
     wm, actor = agent.world_model(params), agent.actor(params)
+    if posterior == "mode":  # the filter's latents: the posterior's mode instead of a sample (a probe, not training)
+        sample = wm.seq._sample
+        wm.seq._sample = lambda key, logp, _=True: sample(key, logp, False)
     answers = agent.act_space.nvec[0]
 
     @jax.jit
@@ -94,11 +103,13 @@ def probe(logdir: str, episodes: int = 400, mode: str = "sample") -> dict:
             "p_right": round(float(p[:, cue].mean()), 3),
             "entropy": round(float(-(p * np.log(np.maximum(p, 1e-12))).sum(-1).mean()), 3),
         }
-    return {"logdir": logdir, "policy_inputs": agent.policy_inputs, "episodes": e, "query_step": t - 1,
+    return {"logdir": logdir, "policy_inputs": agent.policy_inputs, "posterior": posterior, "episodes": e,
+            "query_step": t - 1,
             **{f"cue_from_{k}": probe_accuracy(np.asarray(v, np.float64), cues) for k, v in parts.items()}, **per_cue}
 
 
 if __name__ == "__main__":
     allocator.configure()
     args = sys.argv[1:]
-    print(json.dumps(probe(args[0], int(args[1]) if len(args) > 1 else 400, args[2] if len(args) > 2 else "sample")))
+    print(json.dumps(probe(args[0], int(args[1]) if len(args) > 1 else 400, args[2] if len(args) > 2 else "sample",
+                           args[3] if len(args) > 3 else "sample")))

@@ -252,6 +252,45 @@ def test_filter_equals_filter_step(seq_setup, sampler, monkeypatch):
     assert np.abs(np.asarray(other["h"][1]) - np.asarray(out["h"][1])).max() > 1e-3
 
 
+@pytest.mark.parametrize("sequence", ["s3m", "gru"])
+def test_latent_input_probs_keeps_the_sampling_noise_out_of_the_recurrent_state(make_agent, sequence):
+    """`model.latent_input=probs`: the sequence model reads the latent's probabilities, so filtering (window and step
+    alike, resets included) and imagining give recurrent states that do not depend on the sampling key, while the
+    samples z, which the heads read, still do; with 'sample' (DreamerV3, R2I) the state depends on the key."""
+    state = ["h"] + (["x"] if sequence == "s3m" else [])
+    for latent_input in ("sample", "probs"):
+        agent = make_agent(sequence, "vector", "discrete", **{"model.latent_input": latent_input})
+        params = perturb(agent.init(jax.random.key(0)).params, jax.random.key(1), 0.3)
+        filter_window, step = seq_fns(agent)
+        embed, action, is_first = window(agent, agent.world_model(params).embed_size, 0)
+        (carry_a, out_a), (_, out_b) = (filter_window(params, agent.initial(B), embed, action, is_first,
+                                                      jax.random.key(k)) for k in (2, 3))
+        assert np.abs(np.asarray(out_a["z"]) - np.asarray(out_b["z"])).max() > 0.5  # the samples differ
+        differs = max(np.abs(np.asarray(out_a[n]) - np.asarray(out_b[n])).max() for n in state)
+        assert (differs < 1e-6) == (latent_input == "probs"), f"{latent_input}: the filtered state differs by {differs}"
+    np.testing.assert_allclose(np.asarray(out_a["zin"]).reshape(B, T, -1, agent.model_cfg.classes).sum(-1), 1.0,
+                               rtol=1e-5)
+    carry = agent.initial(B)  # acting steps equal the window, with no sample written back into the carry
+    for t in range(T):
+        carry, o = step(params, carry, embed[:, t], is_first[:, t], jax.random.key(100 + t))
+        for name in state:
+            np.testing.assert_allclose(np.asarray(o[name]), np.asarray(out_a[name][:, t]), rtol=1e-5, atol=1e-5,
+                                       err_msg=f"{name} at t={t}")
+        carry = {**carry, "a": action[:, t]}
+    assert_trees_close(carry, carry_a, 1e-5, 1e-5, "final carry")
+
+    @jax.jit
+    def dream(params, out, key):
+        seq = agent.world_model(params).seq
+        start = seq.start(out)
+        return start, seq.imagine_step(start, jnp.zeros((start["h"].shape[0], agent.act_space.size)), key)
+
+    (start, first), (_, second) = (dream(params, out_a, jax.random.key(k)) for k in (4, 5))
+    assert set(first) == set(start) and "zin" in start
+    for name in state:
+        np.testing.assert_allclose(np.asarray(first[name]), np.asarray(second[name]), atol=1e-6)
+
+
 def _second_episode_names(out):
     return ["h", "z", "post", "prior"] + (["x"] if "x" in out else [])
 

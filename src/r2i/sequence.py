@@ -6,7 +6,8 @@ Both offer the functions below; every step-like one takes and returns the carry 
 prior without observations.
 
 * `initial(batch)` → carry, the recurrent state between calls: {"z": (B, Z), "a": (B, A), plus "x": (B, N, P) complex64
-  for S3M or "h": (B, D) for the GRU}. `z` and `a` are the previous latent and action.
+  for S3M or "h": (B, D) for the GRU}. `z` and `a` are the previous latent and action; `z` as the sequence model reads
+  it (`model.latent_input`: the one-hot sample, or with 'probs' the probabilities it was drawn from).
 * `filter(carry, embed, action, is_first, key)` over a window: embed (B, T, E), action (B, T, A) with a_t taken at
   obs_t (the model consumes a_{t−1}), is_first (B, T) → (carry, out) with out = {"h": (B, T, D), "z": (B, T, Z),
   "post": (B, T, S, C) and "prior": (B, T, S, C) log-probabilities, "x" (S3M only): (B, T, N, P)}.
@@ -14,7 +15,9 @@ prior without observations.
 * `filter_step(carry, embed, is_first, key, sample=True)` for acting, one step: embed (B, E), is_first (B,) →
   (carry, out) with out = {"h", "z", ("x")}; z is a sample of the posterior, or its mode with sample=False (the
   deterministic evaluation). The caller writes the chosen action into carry["a"].
-* `start(out)` → imagination state {"h": (N, D), "z": (N, Z), ("x": (N, N_l, P))} from filter outputs flattened.
+* `start(out)` → imagination state {"h": (N, D), "z": (N, Z), ("x": (N, N_l, P))} from filter outputs flattened;
+  with `model.latent_input=probs` filter outputs and imagination states also hold "zin" (…, Z): the latent's
+  probabilities, which the next step reads instead of the sample z.
 * `imagine_step(state, action, key)` → next state from the prior: state as from `start`, action (N, A).
 * `policy_features(state, kind)` → list of arrays that the actor and critic read (see `feature_size`).
 * `head_features(state, kind)` → list of arrays that the reward and continue heads read (see `head_feature_size`).
@@ -51,6 +54,7 @@ class _Latent(nnx.Module):
 
     def _init_latent(self, cfg: ModelConfig, dtype, rngs):
         self.stoch, self.classes, self.unimix = cfg.stoch, cfg.classes, cfg.unimix
+        self.latent_input = cfg.latent_input
         self.z_size = cfg.stoch * cfg.classes
         self.deter = cfg.deter
         self.prior_net = MLP(cfg.deter, 1, cfg.hidden, self.z_size, dtype=dtype, rngs=rngs)
@@ -67,6 +71,20 @@ class _Latent(nnx.Module):
 
     def prior(self, h: jax.Array) -> jax.Array:
         return self._logp(self.prior_net(h))
+
+    def _as_input(self, z: jax.Array, logp: jax.Array) -> jax.Array:
+        """What the next step reads of a latent: z (..., Z) itself, or with `latent_input='probs'` the probabilities
+        of logp (..., S, C) it was drawn from, flattened to (..., Z) float32."""
+        return jnp.exp(logp).reshape(z.shape) if self.latent_input == "probs" else z
+
+    def _with_input(self, state: dict, z_in: jax.Array) -> dict:
+        """state plus "zin" when the next step reads the probabilities (so that the sample-reading default keeps its
+        pytrees)."""
+        return {**state, "zin": z_in} if self.latent_input == "probs" else state
+
+    def _read(self, state: dict) -> jax.Array:
+        """The previous latent as the next step reads it, from an imagination state."""
+        return state["zin"] if self.latent_input == "probs" else state["z"]
 
 
 class S3M(_Latent):
@@ -99,31 +117,34 @@ class S3M(_Latent):
     def filter(self, carry, embed, action, is_first, key):
         post = self._logp(self.posterior_net(embed))
         z = self._sample(key, post)
-        u = self._input(_shift(carry["z"], z), _shift(carry["a"], action), is_first)
+        z_in = self._as_input(z, post)
+        u = self._input(_shift(carry["z"], z_in), _shift(carry["a"], action), is_first)
         x, y = self.stack(carry["x"], u, is_first)
         h = jax.nn.silu(self.out(y))
-        out = {"h": h, "z": z, "post": post, "prior": self.prior(h), "x": x}
-        new = {"x": x[:, -1], "z": z[:, -1].astype(jnp.float32), "a": action[:, -1].astype(jnp.float32)}
+        out = self._with_input({"h": h, "z": z, "post": post, "prior": self.prior(h), "x": x}, z_in)
+        new = {"x": x[:, -1], "z": z_in[:, -1].astype(jnp.float32), "a": action[:, -1].astype(jnp.float32)}
         return new, out
 
     def filter_step(self, carry, embed, is_first, key, sample: bool = True):
-        z = self._sample(key, self._logp(self.posterior_net(embed)), sample)
+        post = self._logp(self.posterior_net(embed))
+        z = self._sample(key, post, sample)
         u = self._input(carry["z"], carry["a"], is_first)
         x, y = self.stack.step(carry["x"], u, is_first)
         h = jax.nn.silu(self.out(y))
-        return {"x": x, "z": z, "a": carry["a"]}, {"h": h, "z": z, "x": x}
+        return {"x": x, "z": self._as_input(z, post), "a": carry["a"]}, {"h": h, "z": z, "x": x}
 
     def start(self, out) -> dict:
         flat = lambda v: v.reshape((-1,) + v.shape[2:])  # noqa: E731
-        return {"h": flat(out["h"]), "z": flat(out["z"]), "x": flat(out["x"])}
+        return {k: flat(out[k]) for k in ("h", "z", "x", "zin") if k in out}
 
     def imagine_step(self, state, action, key):
-        u = self.inp([state["z"], action])
+        u = self.inp([self._read(state), action])
         no_reset = jnp.zeros(u.shape[:1], bool)
         x, y = self.stack.step(state["x"], u, no_reset)
         h = jax.nn.silu(self.out(y))
-        z = self._sample(key, self.prior(h))
-        return {"h": h, "z": z, "x": x}
+        prior = self.prior(h)
+        z = self._sample(key, prior)
+        return self._with_input({"h": h, "z": z, "x": x}, self._as_input(z, prior))
 
     def feature_size(self, kind: str) -> int:
         return self.z_size + {"output": self.deter, "hidden": self.hidden_size, "full": self.deter + self.hidden_size}[
@@ -198,15 +219,17 @@ class RSSM(_Latent):
     def _reset(self, carry, is_first):
         """At episode starts: h = h0, z = the mode of the prior at h0, a = 0 (DreamerV3's initial state)."""
         h0 = self._h0(1)
-        z0 = dists.onehot_mode(self.prior(h0)).reshape(1, self.z_size)
+        prior0 = self.prior(h0)
+        z0 = self._as_input(dists.onehot_mode(prior0).reshape(1, self.z_size), prior0)
         h = jnp.where(is_first[:, None], h0, carry["h"])
         z = jnp.where(is_first[:, None], z0, carry["z"])
         return h, z, _mask(carry["a"], is_first)
 
     def filter_step(self, carry, embed, is_first, key, sample: bool = True):
         h = self._cell(*self._reset(carry, is_first))
-        z = self._sample(key, self._logp(self.posterior_net([h, embed])), sample)
-        return {"h": h, "z": z, "a": carry["a"]}, {"h": h, "z": z}
+        post = self._logp(self.posterior_net([h, embed]))
+        z = self._sample(key, post, sample)
+        return {"h": h, "z": self._as_input(z, post), "a": carry["a"]}, {"h": h, "z": z}
 
     def filter(self, carry, embed, action, is_first, key):
         def step(carry, inputs):
@@ -214,21 +237,23 @@ class RSSM(_Latent):
             h = self._cell(*self._reset(carry, first_t))
             post = self._logp(self.posterior_net([h, embed_t]))
             z = self._sample(key_t, post)
-            return {"h": h, "z": z, "a": action_t.astype(jnp.float32)}, (h, z, post)
+            return {"h": h, "z": self._as_input(z, post), "a": action_t.astype(jnp.float32)}, (h, z, post)
 
         keys = jax.random.split(key, embed.shape[1])
         time_major = (jnp.swapaxes(embed, 0, 1), jnp.swapaxes(action, 0, 1), jnp.swapaxes(is_first, 0, 1), keys)
         carry, (h, z, post) = jax.lax.scan(step, carry, time_major)
         h, z, post = (jnp.swapaxes(v, 0, 1) for v in (h, z, post))
-        return carry, {"h": h, "z": z, "post": post, "prior": self.prior(h)}
+        return carry, self._with_input({"h": h, "z": z, "post": post, "prior": self.prior(h)}, self._as_input(z, post))
 
     def start(self, out) -> dict:
         flat = lambda v: v.reshape((-1,) + v.shape[2:])  # noqa: E731
-        return {"h": flat(out["h"]), "z": flat(out["z"])}
+        return {k: flat(out[k]) for k in ("h", "z", "zin") if k in out}
 
     def imagine_step(self, state, action, key):
-        h = self._cell(state["h"], state["z"], action)
-        return {"h": h, "z": self._sample(key, self.prior(h))}
+        h = self._cell(state["h"], self._read(state), action)
+        prior = self.prior(h)
+        z = self._sample(key, prior)
+        return self._with_input({"h": h, "z": z}, self._as_input(z, prior))
 
     def feature_size(self, kind: str) -> int:
         return self.z_size + self.deter
