@@ -73,5 +73,5 @@ case ${1:-} in
     status) for name in $LANE1 $LANE2; do echo "== $name"; $R2I sweep $(job "$name") --status; done ;;
     stop) for f in "$B"/runs/lane*.pid; do [ -f "$f" ] && kill -TERM "$(cat "$f")" 2>/dev/null; rm -f "$f"; done ;;
     pack) for name in $LANE1 $LANE2; do $R2I sweep $(job "$name") --pack; done ;;
-    *) sed -n '2,17p' "$0"; exit 2 ;;
+    *) sed -n '2,16p' "$0"; exit 2 ;;
 esac
