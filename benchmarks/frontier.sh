@@ -31,7 +31,7 @@ job() {  # the `r2i sweep` arguments of one job
 --carry $B/carry/hidden_512 --csv $B/results/memory_len_hidden.csv $HIDDEN run.steps=1000000" ;;
         # The lead of docs/notes.md ("Sampling noise hides the cue at 200"): the sequence model reads the latent's
         # probabilities, not its sample.
-        probs200) echo "--suite memory_len --settings 200 --models s3m --seeds 0 --root $B/runs/probs_200 \
+        probs200) echo "--suite memory_len --settings 200 --models s3m --seeds 0,1,2 --root $B/runs/probs_200 \
 --carry $B/carry/probs_200 --csv $B/results/memory_len_probs.csv $HIDDEN model.latent_input=probs run.steps=150000" ;;
         gru150) echo "--suite memory_len --settings 150 --models gru --seeds 1 --root $B/runs/hidden_150 \
 --carry $B/carry/hidden_150 --csv $B/results/memory_len_hidden.csv $HIDDEN run.steps=100000" ;;
