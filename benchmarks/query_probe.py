@@ -79,7 +79,7 @@ def probe(logdir: str, episodes: int = 400, mode: str = "sample", posterior: str
     def at_query(vector, action, first, key):
         embed = wm.encode({"vector": vector, "is_first": first})
         _, out = wm.seq.filter(wm.seq.initial(vector.shape[0]), embed, action, first, key)
-        query = {k: v[:, -1] for k, v in out.items() if k in ("h", "z", "x")}
+        query = {k: v[:, -1] for k, v in out.items() if k in ("h", "z", "x", "zin")}
         features = wm.seq.policy_features(query, agent.policy_inputs)
         logits = actor.net(features).astype(jnp.float32)
         rewards = jnp.stack([wm.reward_mean(wm.seq.imagine_step(query, jnp.eye(answers)[a][None].repeat(
