@@ -4,9 +4,8 @@
 # its CSV already records, and a stopped run resumes from its checkpoint (or, on a fresh clone, from its archive in
 # benchmarks/carry/). Two lanes side by side on a 2-core CPU, one XLA thread each (`run.cpu_threads=1`).
 #
-#   benchmarks/frontier.sh lane1 &    # S3M at 200 (3 seeds), then S3M at 512
-#   benchmarks/frontier.sh lane2 &    # the GRU at 150, S3M at 200 reading the latents' probabilities, discounting_chain
-#                                     # (both horizons), the GRU at 200, POPGym
+#   benchmarks/frontier.sh lane1 &    # length 200 reading the latents' probabilities (S3M, GRU), S3M at 512
+#   benchmarks/frontier.sh lane2 &    # discounting_chain (both horizons), the GRU at 200, POPGym
 #   benchmarks/frontier.sh status     # `r2i sweep --status` of every job: training, packed, solved, ...
 #   benchmarks/frontier.sh stop       # SIGTERM to the lanes: their trainings checkpoint and exit
 #   benchmarks/frontier.sh pack       # then: every unfinished run into benchmarks/carry/ (commit those archives)
@@ -24,17 +23,16 @@ DC="run.eval_episodes=100 run.eval_every=2000 run.stop_at_success=0.95 run.steps
 
 job() {  # the `r2i sweep` arguments of one job
     case $1 in
-        s3m200) echo "--suite memory_len --settings 200 --models s3m --seeds 0,1,2 --root $B/runs/hidden_200 \
---carry $B/carry/hidden_200 --csv $B/results/memory_len_hidden.csv $HIDDEN run.steps=150000" ;;
-        # ≈ 750,000 env steps expected (benchmarks/README.md): many sessions of one lane; windows of 2,048 at B = 1.
-        s3m512) echo "--suite memory_len --settings 512 --models s3m --seeds 0 --root $B/runs/hidden_512 \
---carry $B/carry/hidden_512 --csv $B/results/memory_len_hidden.csv $HIDDEN run.steps=1000000" ;;
         # The lead of docs/notes.md ("Sampling noise hides the cue at 200"): the sequence model reads the latent's
-        # probabilities, not its sample.
-        probs200) echo "--suite memory_len --settings 200 --models s3m --seeds 0,1,2 --root $B/runs/probs_200 \
+        # probabilities, not its sample (seed 0 solved 200 at 18,004 env steps).
+        probs200) echo "--suite memory_len --settings 200 --models s3m,gru --seeds 0,1,2 --root $B/runs/probs_200 \
 --carry $B/carry/probs_200 --csv $B/results/memory_len_probs.csv $HIDDEN model.latent_input=probs run.steps=150000" ;;
-        gru150) echo "--suite memory_len --settings 150 --models gru --seeds 1 --root $B/runs/hidden_150 \
---carry $B/carry/hidden_150 --csv $B/results/memory_len_hidden.csv $HIDDEN run.steps=100000" ;;
+        # Windows of 2,048 steps at B = 1; reading samples, ≈ 750,000 env steps were expected (benchmarks/README.md).
+        probs512) echo "--suite memory_len --settings 512 --models s3m --seeds 0,1 --root $B/runs/probs_512 \
+--carry $B/carry/probs_512 --csv $B/results/memory_len_probs.csv $HIDDEN model.latent_input=probs run.steps=1000000" ;;
+        # S3M reading samples at 200: seed 0 was at chance through 103,004 env steps when it was paused for the lead.
+        s3m200) echo "--suite memory_len --settings 200 --models s3m --seeds 0 --root $B/runs/hidden_200 \
+--carry $B/carry/hidden_200 --csv $B/results/memory_len_hidden.csv $HIDDEN run.steps=150000" ;;
         gru200) echo "--suite memory_len --settings 200 --models gru --seeds 0,1 --root $B/runs/hidden_200 \
 --carry $B/carry/hidden_200 --csv $B/results/memory_len_hidden.csv $HIDDEN run.steps=150000" ;;
         dc0|dc1) echo "--suite discounting_chain --settings 1,3,10,30,100 --models s3m,gru --seeds ${1#dc} \
@@ -48,8 +46,10 @@ run.eval_every=5000 run.steps=100000" ;;
         *) echo "frontier.sh: no job $1" >&2; exit 2 ;;
     esac
 }
-LANE1="s3m200 s3m512"
-LANE2="gru150 probs200 dc0 gru200 dc1 dch popgym"
+# The sweep runs a job's runs in its plan's order (settings, models, seeds): probs200 trains S3M's seeds 0-2, then the
+# GRU's, at the same settings.
+LANE1="probs200 s3m200 probs512"
+LANE2="dc0 gru200 dc1 dch popgym"
 
 lane() {  # run jobs in order; a SIGTERM stops the running sweep (its trainings checkpoint) and the lane
     echo $$ > "$B/runs/$1.pid"
@@ -73,5 +73,5 @@ case ${1:-} in
     status) for name in $LANE1 $LANE2; do echo "== $name"; $R2I sweep $(job "$name") --status; done ;;
     stop) for f in "$B"/runs/lane*.pid; do [ -f "$f" ] && kill -TERM "$(cat "$f")" 2>/dev/null; rm -f "$f"; done ;;
     pack) for name in $LANE1 $LANE2; do $R2I sweep $(job "$name") --pack; done ;;
-    *) sed -n '2,16p' "$0"; exit 2 ;;
+    *) sed -n '2,15p' "$0"; exit 2 ;;
 esac
