@@ -82,6 +82,11 @@ class _Latent(nnx.Module):
         pytrees)."""
         return {**state, "zin": z_in} if self.latent_input == "probs" else state
 
+    def start(self, out: dict) -> dict:
+        """Imagination starts from filter outputs (B, T, …): every state key ("h", "z", S3M's "x", "zin") flattened to
+        (B·T, …); the posterior and prior log-probabilities are not part of a state."""
+        return {k: v.reshape((-1,) + v.shape[2:]) for k, v in out.items() if k not in ("post", "prior")}
+
     def _read(self, state: dict) -> jax.Array:
         """The previous latent as the next step reads it, from an imagination state."""
         return state["zin"] if self.latent_input == "probs" else state["z"]
@@ -132,10 +137,6 @@ class S3M(_Latent):
         x, y = self.stack.step(carry["x"], u, is_first)
         h = jax.nn.silu(self.out(y))
         return {"x": x, "z": self._as_input(z, post), "a": carry["a"]}, {"h": h, "z": z, "x": x}
-
-    def start(self, out) -> dict:
-        flat = lambda v: v.reshape((-1,) + v.shape[2:])  # noqa: E731
-        return {k: flat(out[k]) for k in ("h", "z", "x", "zin") if k in out}
 
     def imagine_step(self, state, action, key):
         u = self.inp([self._read(state), action])
@@ -244,10 +245,6 @@ class RSSM(_Latent):
         carry, (h, z, post) = jax.lax.scan(step, carry, time_major)
         h, z, post = (jnp.swapaxes(v, 0, 1) for v in (h, z, post))
         return carry, self._with_input({"h": h, "z": z, "post": post, "prior": self.prior(h)}, self._as_input(z, post))
-
-    def start(self, out) -> dict:
-        flat = lambda v: v.reshape((-1,) + v.shape[2:])  # noqa: E731
-        return {k: flat(out[k]) for k in ("h", "z", "zin") if k in out}
 
     def imagine_step(self, state, action, key):
         h = self._cell(state["h"], self._read(state), action)
