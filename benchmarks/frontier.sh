@@ -4,8 +4,8 @@
 # its CSV already records, and a stopped run resumes from its checkpoint (or, on a fresh clone, from its archive in
 # benchmarks/carry/). Two lanes side by side on a 2-core CPU, one XLA thread each (`run.cpu_threads=1`).
 #
-#   benchmarks/frontier.sh lane1 &    # length 200 reading the latents' probabilities (S3M, GRU), S3M at 512
-#   benchmarks/frontier.sh lane2 &    # discounting_chain (both horizons), the GRU at 200, POPGym
+#   benchmarks/frontier.sh lane1 &    # length 200 reading the latents' probabilities (S3M, then the GRU)
+#   benchmarks/frontier.sh lane2 &    # S3M at 512, discounting_chain (both horizons), the GRU at 200, POPGym
 #   benchmarks/frontier.sh status     # `r2i sweep --status` of every job: training, packed, solved, ...
 #   benchmarks/frontier.sh stop       # SIGTERM to the lanes: their trainings checkpoint and exit
 #   benchmarks/frontier.sh pack       # then: every unfinished run into benchmarks/carry/ (commit those archives)
@@ -25,8 +25,10 @@ job() {  # the `r2i sweep` arguments of one job
     case $1 in
         # The lead of docs/notes.md ("Sampling noise hides the cue at 200"): the sequence model reads the latent's
         # probabilities, not its sample (seed 0 solved 200 at 18,004 env steps).
-        probs200) echo "--suite memory_len --settings 200 --models s3m,gru --seeds 0,1,2 --root $B/runs/probs_200 \
---carry $B/carry/probs_200 --csv $B/results/memory_len_probs.csv $HIDDEN model.latent_input=probs run.steps=150000" ;;
+        # S3M's third seed first; the GRU at the same settings after it (two jobs, one root and CSV).
+        probs200s3m|probs200gru) echo "--suite memory_len --settings 200 --models ${1#probs200} --seeds 0,1,2 \
+--root $B/runs/probs_200 --carry $B/carry/probs_200 --csv $B/results/memory_len_probs.csv $HIDDEN \
+model.latent_input=probs run.steps=150000" ;;
         # Windows of 2,048 steps at B = 1; reading samples, ≈ 750,000 env steps were expected (benchmarks/README.md).
         probs512) echo "--suite memory_len --settings 512 --models s3m --seeds 0,1 --root $B/runs/probs_512 \
 --carry $B/carry/probs_512 --csv $B/results/memory_len_probs.csv $HIDDEN model.latent_input=probs run.steps=1000000" ;;
@@ -46,10 +48,10 @@ run.eval_every=5000 run.steps=100000" ;;
         *) echo "frontier.sh: no job $1" >&2; exit 2 ;;
     esac
 }
-# The sweep runs a job's runs in its plan's order (settings, models, seeds): probs200 trains S3M's seeds 0-2, then the
-# GRU's, at the same settings.
-LANE1="probs200 s3m200 probs512"
-LANE2="dc0 gru200 dc1 dch popgym"
+# The sweep runs a job's runs in its plan's order (settings, models, seeds). Lane 1 finishes length 200 (S3M's third
+# seed, then the GRU's seeds); lane 2 starts 512, the frontier's headline, before the discounting chain.
+LANE1="probs200s3m probs200gru s3m200"
+LANE2="probs512 dc0 gru200 dc1 dch popgym"
 
 lane() {  # run jobs in order; a SIGTERM stops the running sweep (its trainings checkpoint) and the lane
     echo $$ > "$B/runs/$1.pid"
