@@ -43,5 +43,5 @@ def test_gpu_check_skips_what_the_budget_does_not_allow(capsys):
     gpu.updates(["s3m", "gru"], [4, 16], [64], ["float32"], gpu.REFERENCE_SIZE, TINY, 1, deadline=0.0)
     lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     assert lines == [{"bench": "gpu", "part": "train", "reason": "time budget",
-                      "skipped": ["s3m float32 B16xT64", "gru float32 B16xT64", "s3m float32 B4xT64",
-                                  "gru float32 B4xT64"]}]
+                      "skipped": ["s3m float32 B4xT64", "gru float32 B4xT64", "s3m float32 B16xT64",
+                                  "gru float32 B16xT64"]}]
