@@ -172,6 +172,32 @@ def test_stop_at_success_on_an_env_without_success_is_said_once(tmp_path, capsys
     trainer.close()
 
 
+def test_a_run_solved_then_stopped_resumes_to_its_final_evaluation(tmp_path):
+    """An evaluation round meets `run.stop_at_success`, the checkpoint is written, and a SIGTERM stops the run before
+    its final evaluation (no result.json). Resumed, it used to train on past its solving step; now the counters carry
+    the round's success: it trains no further, evaluates and writes its result, which the next resume returns."""
+    from r2i.run import finished_result, train
+
+    solve = {"run.stop_at_success": 0.9, "run.eval_episodes": 2}
+    first = Trainer(tiny_config(tmp_path, **solve, **{"run.steps": 24}), quiet=True)
+    first.run()
+    assert not first.solved()
+    first.counters.last_eval_success = 0.95  # the round that solved, as the loop records it before its checkpoint
+    assert first.solved()
+    first.save()
+    first.close()
+    config = tiny_config(tmp_path, **solve, **{"run.steps": 400})
+    result = train(config, quiet=True)
+    assert result["solved"] and not result["stopped_early"] and result["env_steps"] == 24
+    assert result["eval/episodes"] == 2  # the final evaluation ran
+    assert finished_result(config) is not None and train(config, quiet=True)["finished_before"]
+    # Below the threshold it is an ordinary resume: it trains on.
+    trainer = Trainer(tiny_config(tmp_path / "b", **{"run.steps": 8, "run.stop_at_success": 0.9}), quiet=True)
+    trainer.counters.last_eval_success = 0.5
+    assert not trainer.solved()
+    trainer.close()
+
+
 def test_nan_reward_env_gives_clear_error():
     """An environment that returns NaN stops training with an error naming the key."""
     from r2i.envs.base import Space

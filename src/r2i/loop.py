@@ -70,6 +70,10 @@ class Counters:
     episodes: int = 0
     wall_s: float = 0.0  # training wall clock over all sessions
     recent_success: list = field(default_factory=list)
+    # eval/success of the latest evaluation round (None before one, or for an env that reports none). With
+    # `run.stop_at_success` a resumed run whose latest round met it is solved and trains no further: a run stopped
+    # between its solving round and its final evaluation used to train on past its solving step.
+    last_eval_success: float | None = None
 
 
 class Trainer:
@@ -231,6 +235,9 @@ class Trainer:
             print(self.summary(), flush=True)
             if self.resumed:
                 print(f"r2i: resumed at env step {c.env_steps:,} ({c.updates:,} updates)")
+                if self.solved():
+                    print(f"r2i: solved before the stop (eval/success {c.last_eval_success:g} ≥ run.stop_at_success="
+                          f"{cfg.stop_at_success:g}): no more training")
         self._train_metrics = Aggregator("train")
         should_save = EverySeconds(cfg.checkpoint_every)
         self._watch = Stopwatch(c.wall_s)
@@ -242,11 +249,10 @@ class Trainer:
         if not interactive and not self.quiet:
             on_log.append(lambda logged: print(f"r2i: step {c.env_steps:,}/{cfg.steps:,} {postfix(logged)}",
                                                flush=True))
-        solved = False
         logged = None
         bar.compiling("policy")  # the first action of a session compiles the policy
         with GracefulExit() as stop:
-            while c.env_steps < cfg.steps and not dist.any_process(stop.requested):
+            while c.env_steps < cfg.steps and not self.solved() and not dist.any_process(stop.requested):
                 self._policy_step()
                 # The envs step (in their worker processes, with env.parallel) while the updates run: the updates
                 # read only the replay, which already holds this step's observation and action.
@@ -264,10 +270,10 @@ class Trainer:
                         callback(logged)
                 if self.should_eval(c.env_steps) and c.env_steps >= cfg.prefill:
                     evaluated = self.logger.write(c.env_steps, self.eval_round(cfg.eval_episodes))
-                    if cfg.stop_at_success and self._reports_success(evaluated):
-                        if evaluated["eval/success"] >= cfg.stop_at_success:
-                            solved = True
-                            break
+                    if "eval/success" in evaluated:
+                        c.last_eval_success = float(evaluated["eval/success"])
+                    if cfg.stop_at_success and self._reports_success(evaluated) and self.solved():
+                        break
                 if dist.any_process(should_save.due()):
                     self._checkpoint()
                     should_save.restart()
@@ -279,8 +285,14 @@ class Trainer:
             result = self._log()
         result["stopped_early"] = dist.any_process(stop.requested)
         result["signal"] = stop.signum
-        result["solved"] = solved
+        result["solved"] = self.solved()
         return result
+
+    def solved(self) -> bool:
+        """Whether the latest evaluation round met `run.stop_at_success` (kept in the counters, so that it holds
+        across a stop and resume: a solved run resumes to its final evaluation, not to more training)."""
+        threshold, success = self.config.run.stop_at_success, self.counters.last_eval_success
+        return bool(threshold) and success is not None and success >= threshold
 
     def _reports_success(self, evaluated: dict) -> bool:
         """Whether an evaluation round measured eval/success (the env's `log_success` at episode ends), which
