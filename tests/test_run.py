@@ -163,13 +163,24 @@ def test_load_eval_and_plot_a_run(tmp_path, capsys):
 
 def test_stop_at_success_on_an_env_without_success_is_said_once(tmp_path, capsys):
     """`run.stop_at_success` reads eval/success; an env that reports none (a POPGym task, CartPole) would train to
-    run.steps with the stop never taken: the first evaluation round says so, once, and the run goes on."""
+    run.steps with the stop never taken: the first evaluation round says so, once, and the run goes on. With
+    `run.stop_metric=eval/return` (POPGym's normalised return) the same threshold reads the return instead."""
     trainer = Trainer(tiny_config(tmp_path, **{"run.steps": 8, "run.stop_at_success": 0.9}), quiet=True)
-    assert trainer._reports_success({"eval/success": 0.5, "eval/return": 0.0})
-    assert not trainer._reports_success({"eval/return": 1.0}) and not trainer._reports_success({"eval/return": 1.0})
+    assert trainer._reports_stop_metric({"eval/success": 0.5, "eval/return": 0.0})
+    assert not trainer._reports_stop_metric({"eval/return": 1.0})
+    assert not trainer._reports_stop_metric({"eval/return": 1.0})
     err = capsys.readouterr().err
     assert err.count("run.stop_at_success=0.9 has no effect") == 1 and "trains to run.steps=8" in err
+    assert "run.stop_metric=eval/return" in err  # the way out, named
     trainer.close()
+    by_return = Trainer(tiny_config(tmp_path / "r", **{"run.steps": 8, "run.stop_at_success": 0.9,
+                                                       "run.stop_metric": "eval/return"}), quiet=True)
+    assert by_return._reports_stop_metric({"eval/return": 0.95})
+    by_return.counters.last_eval_score = 0.95
+    assert by_return.solved()
+    by_return.close()
+    with pytest.raises(cfgmod.ConfigError, match="run.stop_metric must name an evaluation metric"):
+        tiny_config(tmp_path, **{"run.stop_metric": "return"})
 
 
 def test_a_run_solved_then_stopped_resumes_to_its_final_evaluation(tmp_path):
@@ -182,7 +193,7 @@ def test_a_run_solved_then_stopped_resumes_to_its_final_evaluation(tmp_path):
     first = Trainer(tiny_config(tmp_path, **solve, **{"run.steps": 24}), quiet=True)
     first.run()
     assert not first.solved()
-    first.counters.last_eval_success = 0.95  # the round that solved, as the loop records it before its checkpoint
+    first.counters.last_eval_score = 0.95  # the round that solved, as the loop records it before its checkpoint
     assert first.solved()
     first.save()
     first.close()
@@ -193,7 +204,7 @@ def test_a_run_solved_then_stopped_resumes_to_its_final_evaluation(tmp_path):
     assert finished_result(config) is not None and train(config, quiet=True)["finished_before"]
     # Below the threshold it is an ordinary resume: it trains on.
     trainer = Trainer(tiny_config(tmp_path / "b", **{"run.steps": 8, "run.stop_at_success": 0.9}), quiet=True)
-    trainer.counters.last_eval_success = 0.5
+    trainer.counters.last_eval_score = 0.5
     assert not trainer.solved()
     trainer.close()
 

@@ -304,6 +304,9 @@ def validate(config: Config) -> None:
     require(not behavior.imag_chunk or starts % behavior.imag_chunk == 0,
             f"behavior.imag_chunk={behavior.imag_chunk} must divide the {starts} imagination starts per update "
             "(behavior.imag_starts, or run.batch_size × run.batch_length)")
+    require(run.stop_metric.startswith("eval/") and len(run.stop_metric) > len("eval/"),
+            f"run.stop_metric must name an evaluation metric, eval/<key> (eval/success, eval/return, eval/length or "
+            f"an env's eval/<log key>), got {run.stop_metric!r}")
     require(config.replay.capacity >= config.env.num_envs * run.batch_length,
             f"replay.capacity={config.replay.capacity} must hold at least env.num_envs × run.batch_length = "
             f"{config.env.num_envs * run.batch_length} steps; raise replay.capacity")

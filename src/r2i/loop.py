@@ -70,10 +70,10 @@ class Counters:
     episodes: int = 0
     wall_s: float = 0.0  # training wall clock over all sessions
     recent_success: list = field(default_factory=list)
-    # eval/success of the latest evaluation round (None before one, or for an env that reports none). With
+    # `run.stop_metric` of the latest evaluation round (None before one, or for an env that reports none). With
     # `run.stop_at_success` a resumed run whose latest round met it is solved and trains no further: a run stopped
     # between its solving round and its final evaluation used to train on past its solving step.
-    last_eval_success: float | None = None
+    last_eval_score: float | None = None
 
 
 class Trainer:
@@ -122,7 +122,7 @@ class Trainer:
         self.rng = np.random.default_rng(dist.local_seed(config.seed))  # prefill actions
         self.key = jax.random.key(config.seed)
         self.state = None
-        self._said_no_success = False
+        self._said_no_stop_metric = False
         self.carry = None
         self.obs = None
         self.episodes = Aggregator("episode")  # its running per-env returns are part of a checkpoint
@@ -236,8 +236,8 @@ class Trainer:
             if self.resumed:
                 print(f"r2i: resumed at env step {c.env_steps:,} ({c.updates:,} updates)")
                 if self.solved():
-                    print(f"r2i: solved before the stop (eval/success {c.last_eval_success:g} ≥ run.stop_at_success="
-                          f"{cfg.stop_at_success:g}): no more training")
+                    print(f"r2i: solved before the stop ({cfg.stop_metric} {c.last_eval_score:g} ≥ "
+                          f"run.stop_at_success={cfg.stop_at_success:g}): no more training")
         self._train_metrics = Aggregator("train")
         should_save = EverySeconds(cfg.checkpoint_every)
         self._watch = Stopwatch(c.wall_s)
@@ -270,9 +270,9 @@ class Trainer:
                         callback(logged)
                 if self.should_eval(c.env_steps) and c.env_steps >= cfg.prefill:
                     evaluated = self.logger.write(c.env_steps, self.eval_round(cfg.eval_episodes))
-                    if "eval/success" in evaluated:
-                        c.last_eval_success = float(evaluated["eval/success"])
-                    if cfg.stop_at_success and self._reports_success(evaluated) and self.solved():
+                    if cfg.stop_metric in evaluated:
+                        c.last_eval_score = float(evaluated[cfg.stop_metric])
+                    if cfg.stop_at_success and self._reports_stop_metric(evaluated) and self.solved():
                         break
                 if dist.any_process(should_save.due()):
                     self._checkpoint()
@@ -291,21 +291,24 @@ class Trainer:
     def solved(self) -> bool:
         """Whether the latest evaluation round met `run.stop_at_success` (kept in the counters, so that it holds
         across a stop and resume: a solved run resumes to its final evaluation, not to more training)."""
-        threshold, success = self.config.run.stop_at_success, self.counters.last_eval_success
-        return bool(threshold) and success is not None and success >= threshold
+        threshold, score = self.config.run.stop_at_success, self.counters.last_eval_score
+        return bool(threshold) and score is not None and score >= threshold
 
-    def _reports_success(self, evaluated: dict) -> bool:
-        """Whether an evaluation round measured eval/success (the env's `log_success` at episode ends), which
-        `run.stop_at_success` reads. An env without it would train to `run.steps` with the stop silently never taken,
-        so that is said once per session, on stderr."""
-        if "eval/success" in evaluated:
+    def _reports_stop_metric(self, evaluated: dict) -> bool:
+        """Whether an evaluation round measured `run.stop_metric` (by default eval/success, the env's `log_success` at
+        episode ends), which `run.stop_at_success` reads. An env without it would train to `run.steps` with the stop
+        silently never taken, so that is said once per session, on stderr."""
+        run = self.config.run
+        if run.stop_metric in evaluated:
             return True
-        if not self._said_no_success:
-            self._said_no_success = True
-            print(f"r2i: run.stop_at_success={self.config.run.stop_at_success:g} has no effect: {self.config.env.id} "
-                  "reports no success at its episodes' ends (no eval/success; envs report it as a `log_success` "
-                  "value, Gymnasium ones as a numeric info['success']), so the run trains to "
-                  f"run.steps={self.config.run.steps:,}", file=sys.stderr, flush=True)
+        if not self._said_no_stop_metric:
+            self._said_no_stop_metric = True
+            hint = ("envs report success as a `log_success` value, Gymnasium ones as a numeric info['success']; "
+                    "run.stop_metric=eval/return stops on the return" if run.stop_metric == "eval/success" else
+                    f"it measured {', '.join(sorted(evaluated))}")
+            print(f"r2i: run.stop_at_success={run.stop_at_success:g} has no effect: {self.config.env.id} "
+                  f"reports no {run.stop_metric} in its evaluation rounds ({hint}), so the run trains to "
+                  f"run.steps={run.steps:,}", file=sys.stderr, flush=True)
         return False
 
     def _policy_step(self) -> None:

@@ -197,9 +197,11 @@ class RunConfig:
     checkpoint_every: float = opt(600.0, "seconds between checkpoints (also written at the end and on SIGINT/SIGTERM)",
                                   gt=0)
     success_window: int = opt(100, "training episodes averaged into episode/success_recent", gt=0)
-    stop_at_success: float = opt(0.0, "finish once an evaluation round reaches this eval/success (0 = never; an env "
-                                 "that reports no success says so at its first evaluation and trains to run.steps)",
-                                 ge=0.0, le=1.0)
+    stop_at_success: float = opt(0.0, "finish once an evaluation round's run.stop_metric reaches this (0 = never; a "
+                                 "run whose evaluations lack that metric says so at its first one and trains to "
+                                 "run.steps)", ge=0.0, le=1.0)
+    stop_metric: str = opt("eval/success", "the evaluation metric run.stop_at_success reads: eval/success (the env's "
+                           "log_success), or another eval/ key, e.g. eval/return for POPGym's normalised return")
     eval_mode: str = opt("greedy", "how evaluation rounds act: 'greedy' (DreamerV3: a sampled latent, the most likely "
                          "action), 'deterministic' (the posterior's mode and the most likely action) or 'sample'",
                          choices=ACT_MODES)
