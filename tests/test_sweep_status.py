@@ -62,5 +62,12 @@ def test_status_names_every_state_and_reads_the_evaluations(tmp_path, capsys):
     assert "memory_len/10/s3m/seed0  solved" in capsys.readouterr().out
     (solved.logdir(root) / "result.json").write_text('{"env_steps": 60')  # cut short: reported, not a traceback
     assert status([solved], root, "bsuite_cpu", csv_path)[0].state == "finished"
+    # Stopped after the round that met run.stop_at_success (the checkpoint's counters say so): its resume only evaluates.
+    ckpt = stopped.logdir(root) / "checkpoints" / "ckpt_0000003000"
+    (ckpt / "meta.json").write_text(json.dumps({"counters": {"env_steps": 3000, "last_eval_score": 0.97}}))
+    with_stop = sw.plan("memory_len", [stopped.setting], [stopped.model], [stopped.seed],
+                        [*extra, "run.stop_at_success=0.95"])[0]
+    assert status([with_stop], root, "bsuite_cpu", csv_path)[0].state == "stopped (solved)"
+    assert status([stopped], root, "bsuite_cpu", csv_path)[0].state == "stopped"  # no stop_at_success: trains on
     # A fresh clone: the CSV has the row, the run directory stayed on the machine that trained it.
     assert status([solved], tmp_path / "fresh", "bsuite_cpu", csv_path)[0].state == "recorded"

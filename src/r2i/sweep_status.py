@@ -5,7 +5,8 @@ A run is in one of these states (the first that holds):
 * `training` — a live process holds its run directory's lock (`training (paused)`: stopped by SIGSTOP);
 * `to train on` — finished unsolved short of the budget the sweep's arguments now give (the sweep trains it on);
 * `solved` / `unsolved` / `finished` — it has a `result.json` (`finished`: written before results said which);
-* `stopped` — a checkpoint and no result: the sweep resumes it;
+* `stopped` — a checkpoint and no result: the sweep resumes it (`stopped (solved)`: its last evaluation met
+  `run.stop_at_success`; the resume runs the final evaluation and trains no more);
 * `packed` — no checkpoint here, an archive in `--carry`: the sweep unpacks and resumes it;
 * `recorded` — a row in the CSV and no run directory here (it finished on another machine);
 * `not started`.
@@ -73,6 +74,17 @@ def _archived(archive: Path) -> tuple[list[dict], int | None]:
     return records, max(steps, default=None)
 
 
+def _solved_in(checkpoint: Path, run_cfg) -> bool:
+    """Whether the checkpoint's counters hold an evaluation round that met `run.stop_at_success`: the run was stopped
+    between its solving round and its final evaluation, which its resume runs (r2i.loop, `Trainer.solved`)."""
+    try:
+        counters = json.loads((checkpoint / "meta.json").read_text()).get("counters", {})
+    except (OSError, ValueError, AttributeError):
+        return False
+    score = counters.get("last_eval_score") if isinstance(counters, dict) else None
+    return bool(run_cfg.stop_at_success) and isinstance(score, (int, float)) and score >= run_cfg.stop_at_success
+
+
 def run_status(run: Run, root: Path, preset: str, carry: Path | None = None, recorded: float | None = None
                ) -> RunStatus:
     logdir = run.logdir(root)
@@ -102,7 +114,7 @@ def run_status(run: Run, root: Path, preset: str, carry: Path | None = None, rec
         state = ("to train on" if needs_more_steps(run, root, preset)
                  else "finished" if solved is None else "solved" if solved else "unsolved")
     elif checkpoint is not None:
-        state = "stopped"
+        state = "stopped (solved)" if _solved_in(checkpoint, run_config(run, preset).run) else "stopped"
         steps = steps if steps is not None else int(checkpoint.name.rsplit("_", 1)[1])
     elif carry is not None and run.archive(carry).exists():
         state, note = "packed", str(run.archive(carry))
