@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from r2i.metrics import Aggregator, MetricsLogger
-from r2i.plot import plot_runs, plot_sweep
+from r2i.plot import plot_runs, plot_sweep, sweep_table
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -142,6 +142,14 @@ def test_plot_sweep(tmp_path):
         plot_sweep(tmp_path / "nan.csv", tmp_path / "nan.png")
     with pytest.raises(ValueError, match="does not exist"):
         plot_sweep(tmp_path / "missing.csv", tmp_path / "m.png")
+    # Two CSVs (the same suite at two settings of the agent): a line per model and CSV, named after both.
+    (tmp_path / "probs.csv").write_text(lines[0] + "\nmemory_length,200,r2i,0,18004,0.99,1\n")
+    table = sweep_table([tmp_path / "sweep.csv", tmp_path / "probs.csv"])
+    assert sorted(table["memory_length"]) == ["dreamerv3 · sweep", "r2i · probs", "r2i · sweep"]
+    assert table["memory_length"]["r2i · probs"] == {"200": [0.99]} and len(table["memory_length"]["r2i · sweep"]) == 5
+    assert sorted(sweep_table([tmp_path / "sweep.csv"])["memory_length"]) == ["dreamerv3", "r2i"]  # one CSV: models
+    out = plot_sweep([tmp_path / "sweep.csv", tmp_path / "probs.csv"], tmp_path / "both.png")
+    assert _is_png(out)
 
 
 def test_aggregator_mask_and_missing_log_values():

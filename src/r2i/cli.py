@@ -102,7 +102,7 @@ def _plot(args: argparse.Namespace, extra: list[str]) -> int:
     from r2i import plot
 
     if args.sweep:
-        out = plot.plot_sweep(args.sweep, args.out or str(args.sweep).rsplit(".", 1)[0] + ".png")
+        out = plot.plot_sweep(args.sweep, args.out or str(args.sweep[0]).rsplit(".", 1)[0] + ".png")
     else:
         if not args.runs:
             from r2i.errors import ConfigError
@@ -261,7 +261,9 @@ def build_parser() -> argparse.ArgumentParser:
     plot.add_argument("--out", help="output PNG (default curves.png, or the CSV's name with .png)")
     plot.add_argument("--keys", help="comma-separated metric keys (default: returns and success rates)")
     plot.add_argument("--smooth", type=float, default=0.0, help="moving-average weight in [0, 1)")
-    plot.add_argument("--sweep", help="a sweep CSV (suite,setting,model,seed,env_steps,success,wall_s)")
+    plot.add_argument("--sweep", nargs="+", metavar="CSV",
+                      help="sweep CSVs (suite,setting,model,seed,env_steps,success,wall_s); several: a line per model "
+                      "and CSV")
     plot.set_defaults(handler=_plot)
 
     doctor = commands.add_parser(

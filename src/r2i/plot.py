@@ -144,16 +144,7 @@ def add_ticks(ticks: list[float], extra: list[float], min_ratio: float = 1.15) -
     return out
 
 
-def plot_sweep(csv_path: str | Path, out: str | Path, published: bool = True) -> Path:
-    """Success vs. setting per suite from a sweep CSV, like the R2I paper's BSuite memory figure.
-
-    The CSV has columns `suite,setting,model,seed,env_steps,success,wall_s` (extra columns are ignored). One subplot
-    per suite; x = setting (numeric, e.g. memory length or delay, log scale when the settings span a factor >= 16;
-    or categorical, e.g. POPGym environment names); one line per model: the mean success over seeds,
-    with a band from the minimum to the maximum over seeds. With `published`, the published results of `PUBLISHED`
-    for the suite are drawn beside them (hollow markers, dashed lines). Returns the PNG path written.
-    """
-    csv_path = Path(csv_path)
+def _read_sweep(csv_path: Path) -> list[dict]:
     if not csv_path.is_file():
         raise ConfigError(f"plot_sweep: {csv_path} does not exist")
     with open(csv_path, newline="", encoding="utf-8") as f:
@@ -164,17 +155,42 @@ def plot_sweep(csv_path: str | Path, out: str | Path, published: bool = True) ->
         rows = list(reader)
     if not rows:
         raise ConfigError(f"plot_sweep: {csv_path} has no rows")
-    # suite -> model -> setting -> successes over seeds. Settings are numbers (memory lengths, delays) or names
-    # (POPGym environments); a suite with any named setting gets a categorical x axis.
+    return rows
+
+
+def sweep_table(paths: list[Path]) -> dict[str, dict[str, dict[str, list[float]]]]:
+    """suite -> line -> setting -> success over seeds, from sweep CSVs; a line is a model, or with several CSVs
+    `model · CSV name`. Settings are numbers (memory lengths, delays) or names (POPGym environments)."""
+    if not paths:
+        raise ConfigError("plot_sweep: no CSV given")
     table: dict[str, dict[str, dict[str, list[float]]]] = defaultdict(lambda: defaultdict(lambda: defaultdict(list)))
-    for line, row in enumerate(rows, start=2):
-        try:
-            success = float(row["success"])
-        except ValueError:
-            raise ConfigError(f"plot_sweep: {csv_path}:{line}: success must be a number, got {row['success']!r}") from None
-        if not row["setting"]:
-            raise ConfigError(f"plot_sweep: {csv_path}:{line}: empty setting")
-        table[row["suite"]][row["model"]][row["setting"]].append(success)
+    for path in paths:
+        for line, row in enumerate(_read_sweep(path), start=2):
+            try:
+                success = float(row["success"])
+            except ValueError:
+                raise ConfigError(f"plot_sweep: {path}:{line}: success must be a number, got {row['success']!r}"
+                                  ) from None
+            if not row["setting"]:
+                raise ConfigError(f"plot_sweep: {path}:{line}: empty setting")
+            name = row["model"] if len(paths) == 1 else f"{row['model']} · {path.stem}"
+            table[row["suite"]][name][row["setting"]].append(success)
+    return table
+
+
+def plot_sweep(csv_path: str | Path | list, out: str | Path, published: bool = True) -> Path:
+    """Success vs. setting per suite from a sweep CSV, like the R2I paper's BSuite memory figure.
+
+    The CSV has columns `suite,setting,model,seed,env_steps,success,wall_s` (extra columns are ignored). One subplot
+    per suite; x = setting (numeric, e.g. memory length or delay, log scale when the settings span a factor >= 16;
+    or categorical, e.g. POPGym environment names); one line per model: the mean success over seeds,
+    with a band from the minimum to the maximum over seeds. Several CSVs (a list; e.g. the same suite at two
+    settings of the agent) draw one line per model and CSV, labelled `model · CSV name`. With `published`, the
+    published results of `PUBLISHED` for the suite are drawn beside them (hollow markers, dashed lines). Returns the
+    PNG path written.
+    """
+    paths = [Path(p) for p in csv_path] if isinstance(csv_path, (list, tuple)) else [Path(csv_path)]
+    table = sweep_table(paths)
     fig, axes = _figure(len(table), width=9.0)
     for ax, suite in zip(axes, sorted(table)):
         names = sorted({s for by_setting in table[suite].values() for s in by_setting})
