@@ -4,7 +4,7 @@
 # its CSV already records, and a stopped run resumes from its checkpoint (or, on a fresh clone, from its archive in
 # benchmarks/carry/). Two lanes side by side on a 2-core CPU, one XLA thread each (`run.cpu_threads=1`).
 #
-#   benchmarks/frontier.sh lane1 &    # length 200 reading the latents' probabilities (S3M, then the GRU)
+#   benchmarks/frontier.sh lane1 &    # length 200 reading the latents' probabilities (S3M, the GRU), the GRU at 512
 #   benchmarks/frontier.sh lane2 &    # S3M at 512, discounting_chain (both horizons), the GRU at 200, POPGym
 #   benchmarks/frontier.sh status     # `r2i sweep --status` of every job: training, packed, solved, ...
 #   benchmarks/frontier.sh stop       # SIGTERM to the lanes: their trainings checkpoint and exit
@@ -30,8 +30,10 @@ job() {  # the `r2i sweep` arguments of one job
 --root $B/runs/probs_200 --carry $B/carry/probs_200 --csv $B/results/memory_len_probs.csv $HIDDEN \
 model.latent_input=probs run.steps=150000" ;;
         # Windows of 2,048 steps at B = 1; reading samples, ≈ 750,000 env steps were expected (benchmarks/README.md).
-        probs512) echo "--suite memory_len --settings 512 --models s3m --seeds 0,1 --root $B/runs/probs_512 \
---carry $B/carry/probs_512 --csv $B/results/memory_len_probs.csv $HIDDEN model.latent_input=probs run.steps=1000000" ;;
+        # The GRU reading probabilities solved 200 too, so both go to 512 (the issue: until one of them fails).
+        probs512s3m|probs512gru) echo "--suite memory_len --settings 512 --models ${1#probs512} --seeds 0,1 \
+--root $B/runs/probs_512 --carry $B/carry/probs_512 --csv $B/results/memory_len_probs.csv $HIDDEN \
+model.latent_input=probs run.steps=1000000" ;;
         # S3M reading samples at 200: seed 0 was at chance through 103,004 env steps when it was paused for the lead.
         s3m200) echo "--suite memory_len --settings 200 --models s3m --seeds 0 --root $B/runs/hidden_200 \
 --carry $B/carry/hidden_200 --csv $B/results/memory_len_hidden.csv $HIDDEN run.steps=150000" ;;
@@ -49,10 +51,10 @@ run.eval_every=5000 run.stop_at_success=0.95 run.stop_metric=eval/return run.ste
         *) echo "frontier.sh: no job $1" >&2; exit 2 ;;
     esac
 }
-# The sweep runs a job's runs in its plan's order (settings, models, seeds). Lane 1 finishes length 200 (S3M's third
-# seed, then the GRU's seeds); lane 2 starts 512, the frontier's headline, before the discounting chain.
-LANE1="probs200s3m probs200gru s3m200"
-LANE2="probs512 dc0 gru200 dc1 dch popgym"
+# The sweep runs a job's runs in its plan's order (settings, models, seeds). Lane 1 finishes length 200 (the GRU's
+# seeds) and takes the GRU to 512; lane 2 runs S3M at 512, the frontier's headline, before the discounting chain.
+LANE1="probs200s3m probs200gru probs512gru s3m200"
+LANE2="probs512s3m dc0 gru200 dc1 dch popgym"
 
 lane() {  # run jobs in order; a SIGTERM stops the running sweep (its trainings checkpoint) and the lane
     echo $$ > "$B/runs/$1.pid"
