@@ -49,7 +49,7 @@ from r2i.metrics import METRICS_FILE, Aggregator, MetricsLogger
 from r2i.preflight import check_replay_memory, replay_spec, stored_steps
 from r2i.replay import Replay, human_bytes
 from r2i.replay_disk import make_replay
-from r2i.rundir import CHECKPOINTS, check_resume_config, prepare_logdir, write_config
+from r2i.rundir import CHECKPOINTS, check_resume_config, prepare_logdir, stop_met, write_config
 from r2i.runlock import RunLock
 from r2i.signals import GracefulExit
 
@@ -291,8 +291,7 @@ class Trainer:
     def solved(self) -> bool:
         """Whether the latest evaluation round met `run.stop_at_success` (kept in the counters, so that it holds
         across a stop and resume: a solved run resumes to its final evaluation, not to more training)."""
-        threshold, score = self.config.run.stop_at_success, self.counters.last_eval_score
-        return bool(threshold) and score is not None and score >= threshold
+        return stop_met(self.config.run, self.counters.last_eval_score)
 
     def _reports_stop_metric(self, evaluated: dict) -> bool:
         """Whether an evaluation round measured `run.stop_metric` (by default eval/success, the env's `log_success` at

@@ -87,6 +87,12 @@ def checkpointed_step(logdir: Path) -> int:
     return Checkpointer(directory).latest() or 0
 
 
+def stop_met(run: cfgmod.RunConfig, score: float | None) -> bool:
+    """Whether an evaluation round's `run.stop_metric` score met `run.stop_at_success` (0 = never): the rule by which
+    a run is solved, for the training loop and for `r2i sweep --status` reading a checkpoint's counters."""
+    return bool(run.stop_at_success) and score is not None and score >= run.stop_at_success
+
+
 def finished_result(config: Config) -> dict | None:
     """The saved result of a run that already finished with this many steps (or solved its task), else None."""
     path = Path(config.logdir) / RESULT_FILE
