@@ -4,8 +4,8 @@
 # its CSV already records, and a stopped run resumes from its checkpoint (or, on a fresh clone, from its archive in
 # benchmarks/carry/). Two lanes side by side on a 2-core CPU, one XLA thread each (`run.cpu_threads=1`).
 #
-#   benchmarks/frontier.sh lane1 &    # length 200 reading the latents' probabilities (S3M, the GRU), the GRU at 512
-#   benchmarks/frontier.sh lane2 &    # S3M at 512, discounting_chain (both horizons), the GRU at 200, POPGym
+#   benchmarks/frontier.sh lane1 &    # length 200 reading probabilities (the GRU), discounting_chain seed 0, the GRU at 512
+#   benchmarks/frontier.sh lane2 &    # S3M at 512, discounting_chain (long horizon, seed 1), the GRU at 200, POPGym
 #   benchmarks/frontier.sh status     # `r2i sweep --status` of every job: training, packed, solved, ...
 #   benchmarks/frontier.sh stop       # SIGTERM to the lanes: their trainings checkpoint and exit
 #   benchmarks/frontier.sh pack       # then: every unfinished run into benchmarks/carry/ (commit those archives)
@@ -52,9 +52,10 @@ run.eval_every=5000 run.stop_at_success=0.95 run.stop_metric=eval/return run.ste
     esac
 }
 # The sweep runs a job's runs in its plan's order (settings, models, seeds). Lane 1 finishes length 200 (the GRU's
-# seeds) and takes the GRU to 512; lane 2 runs S3M at 512, the frontier's headline, before the discounting chain.
-LANE1="probs200s3m probs200gru probs512gru s3m200"
-LANE2="probs512s3m dc0 gru200 dc1 dch popgym"
+# seeds), runs the discounting chain's first seed (short runs: ≤ 30,000 env steps at ≈ 25 a second) and then takes
+# the GRU to 512; lane 2 runs S3M at 512, the frontier's headline, before the rest.
+LANE1="probs200s3m probs200gru dc0 probs512gru s3m200"
+LANE2="probs512s3m dch dc1 gru200 popgym"
 
 lane() {  # run jobs in order; a SIGTERM stops the running sweep (its trainings checkpoint) and the lane
     echo $$ > "$B/runs/$1.pid"
