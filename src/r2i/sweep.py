@@ -333,10 +333,10 @@ def sweep(suite: str, settings: list[str], models: list[str], seeds: list[int], 
     """Run every (setting, model, seed) not yet in the CSV, `jobs` at a time, appending rows as runs finish.
 
     With `carry`, a run without a checkpoint under `root` first resumes from its archive there (see `pack`)."""
+    if jobs < 1:  # before the runs' checks, which build environments (and need their extras)
+        raise ConfigError(f"--jobs must be >= 1, got {jobs}")
     runs = plan(suite, settings, models, seeds, [*per_job(jobs, extra), *extra])
     check_runs(runs, preset)
-    if jobs < 1:
-        raise ConfigError(f"--jobs must be >= 1, got {jobs}")
     done = _recorded(csv_path)
     new = [r for r in runs if (r.suite, r.setting, r.model, r.seed) not in done]
     if carry is not None:  # a recorded run carried here while being trained on: restored first, to be seen below
