@@ -252,13 +252,14 @@ def test_filter_equals_filter_step(seq_setup, sampler, monkeypatch):
     assert np.abs(np.asarray(other["h"][1]) - np.asarray(out["h"][1])).max() > 1e-3
 
 
-@pytest.mark.parametrize("sequence", ["s3m", "gru"])
-def test_latent_input_probs_keeps_the_sampling_noise_out_of_the_recurrent_state(make_agent, sequence):
-    """`model.latent_input=probs`: the sequence model reads the latent's probabilities, so filtering (window and step
-    alike, resets included) and imagining give recurrent states that do not depend on the sampling key, while the
-    samples z, which the heads read, still do; with 'sample' (DreamerV3, R2I) the state depends on the key."""
+@pytest.mark.parametrize("sequence,reads", [("s3m", "probs"), ("gru", "probs"), ("s3m", "mode"), ("gru", "mode")])
+def test_latent_input_probs_keeps_the_sampling_noise_out_of_the_recurrent_state(make_agent, sequence, reads):
+    """`model.latent_input=probs` (or `mode`): the sequence model reads the latent's probabilities (or their one-hot
+    mode), so filtering (window and step alike, resets included) and imagining give recurrent states that do not
+    depend on the sampling key, while the samples z, which the heads read, still do; with 'sample' (DreamerV3, R2I)
+    the state depends on the key."""
     state = ["h"] + (["x"] if sequence == "s3m" else [])
-    for latent_input in ("sample", "probs"):
+    for latent_input in ("sample", reads):
         agent = make_agent(sequence, "vector", "discrete", **{"model.latent_input": latent_input})
         params = perturb(agent.init(jax.random.key(0)).params, jax.random.key(1), 0.3)
         filter_window, step = seq_fns(agent)
@@ -267,9 +268,13 @@ def test_latent_input_probs_keeps_the_sampling_noise_out_of_the_recurrent_state(
                                                       jax.random.key(k)) for k in (2, 3))
         assert np.abs(np.asarray(out_a["z"]) - np.asarray(out_b["z"])).max() > 0.5  # the samples differ
         differs = max(np.abs(np.asarray(out_a[n]) - np.asarray(out_b[n])).max() for n in state)
-        assert (differs < 1e-6) == (latent_input == "probs"), f"{latent_input}: the filtered state differs by {differs}"
-    np.testing.assert_allclose(np.asarray(out_a["zin"]).reshape(B, T, -1, agent.model_cfg.classes).sum(-1), 1.0,
-                               rtol=1e-5)
+        assert (differs < 1e-6) == (latent_input == reads), f"{latent_input}: the filtered state differs by {differs}"
+    zin = np.asarray(out_a["zin"]).reshape(B, T, -1, agent.model_cfg.classes)
+    np.testing.assert_allclose(zin.sum(-1), 1.0, rtol=1e-5)
+    if reads == "mode":  # the posterior's most likely class, one-hot
+        assert set(np.unique(zin)) <= {0.0, 1.0}
+        post = np.asarray(out_a["post"])
+        np.testing.assert_array_equal(zin.argmax(-1), post.argmax(-1))
     carry = agent.initial(B)  # acting steps equal the window, with no sample written back into the carry
     for t in range(T):
         carry, o = step(params, carry, embed[:, t], is_first[:, t], jax.random.key(100 + t))

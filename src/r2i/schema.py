@@ -88,9 +88,11 @@ class ModelConfig:
                        why="a categorical latent with one class carries no information")
     unimix: float = opt(0.01, "uniform mixture of the latent categoricals", ge=0.0, lt=1.0)
     latent_input: str = opt("sample", "what the sequence model reads of the previous latent: 'sample' (DreamerV3, "
-                            "R2I) or 'probs', its probabilities (posterior when filtering, prior when imagining): no "
-                            "sampling noise for the recurrent state to sum over long memories; the heads and the "
-                            "policy still read the sample", choices=("sample", "probs"))
+                            "R2I); 'probs', its probabilities, or 'mode', the one-hot of its most likely class "
+                            "(posterior when filtering, prior when imagining): no sampling noise for the recurrent "
+                            "state to sum over long memories; the heads and the policy still read the sample. With "
+                            "'probs' S3M's imagined rollouts leave the data after a few steps (docs/notes.md)",
+                            choices=("sample", "probs", "mode"))
     ssm: SSMConfig = opt(SSMConfig(), "S5 stack (used when sequence='s3m')")
     learned_initial_gru: bool = opt(True, "GRU: learn the episode-start state (DreamerV3)")
     encoder: MLPConfig = opt(MLPConfig(), "MLP over the symlog'd vector observations")

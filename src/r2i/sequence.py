@@ -7,7 +7,8 @@ prior without observations.
 
 * `initial(batch)` → carry, the recurrent state between calls: {"z": (B, Z), "a": (B, A), plus "x": (B, N, P) complex64
   for S3M or "h": (B, D) for the GRU}. `z` and `a` are the previous latent and action; `z` as the sequence model reads
-  it (`model.latent_input`: the one-hot sample, or with 'probs' the probabilities it was drawn from).
+  it (`model.latent_input`: the one-hot sample, with 'probs' the probabilities it was drawn from, with 'mode' the
+  one-hot of their most likely class).
 * `filter(carry, embed, action, is_first, key)` over a window: embed (B, T, E), action (B, T, A) with a_t taken at
   obs_t (the model consumes a_{t−1}), is_first (B, T) → (carry, out) with out = {"h": (B, T, D), "z": (B, T, Z),
   "post": (B, T, S, C) and "prior": (B, T, S, C) log-probabilities, "x" (S3M only): (B, T, N, P)}.
@@ -16,8 +17,8 @@ prior without observations.
   (carry, out) with out = {"h", "z", ("x")}; z is a sample of the posterior, or its mode with sample=False (the
   deterministic evaluation). The caller writes the chosen action into carry["a"].
 * `start(out)` → imagination state {"h": (N, D), "z": (N, Z), ("x": (N, N_l, P))} from filter outputs flattened;
-  with `model.latent_input=probs` filter outputs and imagination states also hold "zin" (…, Z): the latent's
-  probabilities, which the next step reads instead of the sample z.
+  with `model.latent_input=probs` or `mode` filter outputs and imagination states also hold "zin" (…, Z): the
+  latent's probabilities or mode, which the next step reads instead of the sample z.
 * `imagine_step(state, action, key)` → next state from the prior: state as from `start`, action (N, A).
 * `policy_features(state, kind)` → list of arrays that the actor and critic read (see `feature_size`).
 * `head_features(state, kind)` → list of arrays that the reward and continue heads read (see `head_feature_size`).
@@ -74,13 +75,18 @@ class _Latent(nnx.Module):
 
     def _as_input(self, z: jax.Array, logp: jax.Array) -> jax.Array:
         """What the next step reads of a latent: z (..., Z) itself, or with `latent_input='probs'` the probabilities
-        of logp (..., S, C) it was drawn from, flattened to (..., Z) float32."""
-        return jnp.exp(logp).reshape(z.shape) if self.latent_input == "probs" else z
+        of logp (..., S, C) it was drawn from, or with 'mode' the one-hot of their most likely class (straight-through),
+        flattened to (..., Z) float32."""
+        if self.latent_input == "probs":
+            return jnp.exp(logp).reshape(z.shape)
+        if self.latent_input == "mode":
+            return dists.onehot_mode(logp).reshape(z.shape)
+        return z
 
     def _with_input(self, state: dict, z_in: jax.Array) -> dict:
-        """state plus "zin" when the next step reads the probabilities (so that the sample-reading default keeps its
+        """state plus "zin" when the next step does not read the sample (so that the sample-reading default keeps its
         pytrees)."""
-        return {**state, "zin": z_in} if self.latent_input == "probs" else state
+        return {**state, "zin": z_in} if self.latent_input != "sample" else state
 
     def start(self, out: dict) -> dict:
         """Imagination starts from filter outputs (B, T, …): every state key ("h", "z", S3M's "x", "zin") flattened to
@@ -89,7 +95,7 @@ class _Latent(nnx.Module):
 
     def _read(self, state: dict) -> jax.Array:
         """The previous latent as the next step reads it, from an imagination state."""
-        return state["zin"] if self.latent_input == "probs" else state["z"]
+        return state["zin"] if self.latent_input != "sample" else state["z"]
 
 
 class S3M(_Latent):
