@@ -4,7 +4,7 @@
 # its CSV already records, and a stopped run resumes from its checkpoint (or, on a fresh clone, from its archive in
 # benchmarks/carry/). Two lanes side by side on a 2-core CPU, one XLA thread each (`run.cpu_threads=1`).
 #
-#   benchmarks/frontier.sh lane1 &    # length 200 reading probabilities (the GRU), discounting_chain seed 0, the GRU at 512
+#   benchmarks/frontier.sh lane1 &    # 200 reading probabilities (the GRU), discounting_chain seed 0, 200 reading the mode, the GRU at 512
 #   benchmarks/frontier.sh lane2 &    # S3M at 512, discounting_chain (long horizon, seed 1), the GRU at 200, POPGym
 #   benchmarks/frontier.sh status     # `r2i sweep --status` of every job: training, packed, solved, ...
 #   benchmarks/frontier.sh stop       # SIGTERM to the lanes: their trainings checkpoint and exit
@@ -29,6 +29,12 @@ job() {  # the `r2i sweep` arguments of one job
         probs200s3m|probs200gru) echo "--suite memory_len --settings 200 --models ${1#probs200} --seeds 0,1,2 \
 --root $B/runs/probs_200 --carry $B/carry/probs_200 --csv $B/results/memory_len_probs.csv $HIDDEN \
 model.latent_input=probs run.steps=150000" ;;
+        # The sequence model reading the latent's one-hot mode: no sampling noise in the filtered state, as with
+        # probabilities, without S3M's imagination leaving the data after a few steps (docs/notes.md, "Imagination
+        # leaves the data when S3M reads probabilities"). Both models, seeds 0-2, at 200.
+        mode200s3m|mode200gru) echo "--suite memory_len --settings 200 --models ${1#mode200} --seeds 0,1,2 \
+--root $B/runs/mode_200 --carry $B/carry/mode_200 --csv $B/results/memory_len_mode.csv $HIDDEN \
+model.latent_input=mode run.steps=150000" ;;
         # Windows of 2,048 steps at B = 1; reading samples, ≈ 750,000 env steps were expected (benchmarks/README.md).
         # The GRU reading probabilities solved 200 too, so both go to 512 (the issue: until one of them fails).
         probs512s3m|probs512gru) echo "--suite memory_len --settings 512 --models ${1#probs512} --seeds 0,1 \
@@ -52,9 +58,10 @@ run.eval_every=5000 run.stop_at_success=0.95 run.stop_metric=eval/return run.ste
     esac
 }
 # The sweep runs a job's runs in its plan's order (settings, models, seeds). Lane 1 finishes length 200 (the GRU's
-# seeds), runs the discounting chain's first seed (short runs: ≤ 30,000 env steps at ≈ 25 a second) and then takes
-# the GRU to 512; lane 2 runs S3M at 512, the frontier's headline, before the rest.
-LANE1="probs200s3m probs200gru dc0 probs512gru s3m200"
+# seeds), runs the discounting chain's first seed (short runs: ≤ 30,000 env steps at ≈ 25 a second), length 200
+# reading the latents' mode and then takes the GRU to 512; lane 2 runs S3M at 512, the frontier's headline, before
+# the rest.
+LANE1="probs200s3m probs200gru dc0 mode200s3m mode200gru probs512gru s3m200"
 LANE2="probs512s3m dch dc1 gru200 popgym"
 
 lane() {  # run jobs in order; a SIGTERM stops the running sweep (its trainings checkpoint) and the lane
