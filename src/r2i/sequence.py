@@ -80,7 +80,7 @@ class _Latent(nnx.Module):
         if self.latent_input == "probs":
             return jnp.exp(logp).reshape(z.shape)
         if self.latent_input == "mode":
-            return dists.onehot_mode(logp).reshape(z.shape)
+            return self._sample(None, logp, sample=False)
         return z
 
     def _with_input(self, state: dict, z_in: jax.Array) -> dict:
