@@ -7,12 +7,12 @@ episode ends only after its answer, so along a rollout the true continue flag is
 gives the continue head's mean probability at each imagined step and the fraction of steps below 0.5, for
 
 * `as_trained`: the sequence model reads what the run's `model.latent_input` makes it read in imagination (with
-  'probs', the prior's probabilities, while filtering in training it read the posterior's);
+  'probs' or 'mode', the prior's probabilities or mode, while filtering in training it read the posterior's);
 * `reads_sample`: the sequence model reads the one-hot sample of the prior instead (what 'sample' runs read), a
   probe only.
 
 For `model.latent_input=sample` runs the two are the same computation. Written for issue 11 (docs/notes.md,
-"Imagination off the data with latent_input=probs").
+"Imagination leaves the data when S3M reads probabilities").
 
     python benchmarks/imagine_probe.py RUN_DIR [episodes=64] [steps=0: one episode] [starts=2048] [horizon=15]
 """
@@ -69,9 +69,7 @@ def probe(logdir: str, episodes: int = 64, steps: int = 0, starts: int = 2048, h
             embed = wm.encode({"vector": vector, "is_first": is_first})
             _, out = seq.filter(seq.initial(vector.shape[0]), embed, action, is_first, key)
             start = seq.start(out)
-            if reads == "probs" and "zin" not in start:
-                start = {**start, "zin": start["z"]}
-            if reads == "sample":
+            if reads == "sample":  # the carry of imagine_step reading samples has no "zin"
                 start = {k: v for k, v in start.items() if k != "zin"}
             pick = jax.random.permutation(jax.random.key(4), start["z"].shape[0])[:starts]
             state = jax.tree.map(lambda v: v[pick], start)
