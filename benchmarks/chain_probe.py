@@ -1,0 +1,88 @@
+"""What a discounting_chain run's agent believes each chain is worth at the episode's first step.
+
+The first action of a bsuite discounting_chain episode picks one of five chains; chain a pays its reward (1, or 1.1 for
+the bonus chain) `DISCOUNTING_CHAIN_DELAYS[a]` steps later and nothing else matters. This probe filters the first
+observation of an episode through the run's world model, then for each first action a imagines `horizon` steps (the
+first action forced to a, the rest from the run's actor, as training imagines) from `starts` copies, and reports per
+chain: the reward head's prediction at the step the chain pays (and the largest anywhere along the rollout), the
+continue head's product along the rollout, the λ-return of the first step as the training update computes it (the
+run's γ and λ, the critic's values), and the critic's value of the state after the first action. With it, the actor's
+probability of each first action. Written for issue 11 (docs/notes.md, "The discounting chain at delay 10").
+
+    python benchmarks/chain_probe.py RUN_DIR [starts=256]
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from r2i import allocator
+from r2i.api import load
+from r2i.behavior import lambda_returns
+from r2i.envs import make_env
+from r2i.envs.bsuite_env import DISCOUNTING_CHAIN_DELAYS
+
+
+def probe(logdir: str, starts: int = 256) -> dict:
+    policy = load(logdir)
+    agent, params, config = policy.agent, policy.params, policy.config
+    wm, actor, critic = agent.world_model(params), agent.actor(params), agent.critic(params["critic"])
+    seq, cfg = wm.seq, agent.behavior_cfg
+    horizon = cfg.horizon
+    env = make_env(config.env.id, 0, **config.env.options)
+    first = env.reset()
+    env.close()
+    vector = jnp.asarray(np.repeat(first["vector"][None, None], starts, 0))  # (N, 1, F)
+    is_first = jnp.ones((starts, 1), bool)
+    n_actions = int(agent.act_space.size)
+
+    @jax.jit
+    def rollouts(key):
+        embed = wm.encode({"vector": vector, "is_first": is_first})
+        _, out = seq.filter(seq.initial(starts), embed, jnp.zeros((starts, 1, n_actions)), is_first, key)
+        start = seq.start(out)
+        features = seq.policy_features(start, agent.policy_inputs)
+        raw = actor.net(features)
+        probs = jnp.exp(actor._groups(raw)[0]).mean(0)  # (A,)
+
+        def chain(a, k):
+            def step(state, inputs):
+                t, k_t = inputs
+                k_act, k_dyn = jax.random.split(k_t)
+                feats = seq.policy_features(state, agent.policy_inputs)
+                act, _, _ = actor(feats, k_act)
+                act = jnp.where(t == 0, jax.nn.one_hot(jnp.full((starts,), a), n_actions), act)
+                nxt = seq.imagine_step(state, act, k_dyn)
+                return nxt, (critic.mean(feats), wm.reward_mean(nxt), wm.cont_prob(nxt))
+
+            last, (value, reward, cont) = jax.lax.scan(step, start, (jnp.arange(horizon), jax.random.split(k, horizon)))
+            value = jnp.concatenate([value, critic.mean(seq.policy_features(last, agent.policy_inputs))[None]], 0)
+            returns = lambda_returns(reward, cont, value, cfg.discount, cfg.lam)  # (H, N)
+            return reward.mean(1), jnp.cumprod(cont, 0).mean(1), returns[0].mean(), value[1].mean()
+
+        per_chain = [chain(a, k) for a, k in zip(range(n_actions), jax.random.split(key, n_actions))]
+        return probs, per_chain
+
+    probs, per_chain = rollouts(jax.random.key(7))
+    report = {"logdir": logdir, "discount": cfg.discount, "horizon": horizon, "starts": starts, "chains": []}
+    for a, (reward, alive, ret, value_after) in enumerate(per_chain):
+        delay = DISCOUNTING_CHAIN_DELAYS[a]
+        reward = np.asarray(reward)
+        report["chains"].append({
+            "action": a, "delay": delay, "actor_prob": round(float(probs[a]), 3),
+            "reward_at_delay": round(float(reward[delay - 1]), 3) if delay <= horizon else None,
+            "reward_max": round(float(reward.max()), 3), "reward_argmax_step": int(reward.argmax()) + 1,
+            "cont_product_end": round(float(np.asarray(alive)[-1]), 3),
+            "lambda_return_0": round(float(ret), 3), "value_after_first_step": round(float(value_after), 3)})
+    return report
+
+
+if __name__ == "__main__":
+    allocator.configure()
+    args = sys.argv[1:]
+    print(json.dumps(probe(args[0], *(int(a) for a in args[1:])), indent=1))
