@@ -1,12 +1,12 @@
 #!/usr/bin/env bash
-# The memory-frontier runs still to do (BSuite memory_len past 150, discounting_chain, POPGym), as two lanes of
+# The memory-frontier runs still to do (BSuite memory_len past 150, discounting_chain, POPGym), as lanes of
 # `r2i sweep` commands that go on across sessions and machines: each lane runs its jobs in order, a job skips the runs
 # its CSV already records, and a stopped run resumes from its checkpoint (or, on a fresh clone, from its archive in
-# benchmarks/carry/). Two lanes side by side on a 2-core CPU, one XLA thread each (`run.cpu_threads=1`).
+# benchmarks/carry/). Lanes side by side on a 2-core CPU, one XLA thread each (`run.cpu_threads=1`).
 #
-#   benchmarks/frontier.sh lane1 &    # 200 reading the mode (S3M), discounting_chain seed 0, the GRU at 512
-#   benchmarks/frontier.sh lane2 &    # 200 reading the mode (the GRU), S3M at 512, discounting_chain (long horizon, seed 1), the GRU at 200, POPGym
-#   benchmarks/frontier.sh lane3 &    # short leads (discounting_chain delay 10 with more entropy)
+#   benchmarks/frontier.sh lane1 &    # 200 reading the mode (S3M), the GRU at 512, S3M reading samples at 200
+#   benchmarks/frontier.sh lane2 &    # 200 reading the mode (the GRU), S3M at 512, discounting_chain at γ = 1 − 1/2000, the GRU at 200, POPGym
+#   benchmarks/frontier.sh lane3 &    # discounting_chain with entropy 1e-2 (delay 10 on 3 seeds, then every delay)
 #   benchmarks/frontier.sh status     # `r2i sweep --status` of every job: training, packed, solved, ...
 #   benchmarks/frontier.sh stop       # SIGTERM to the lanes: their trainings checkpoint and exit
 #   benchmarks/frontier.sh pack       # then: every unfinished run into benchmarks/carry/ (commit those archives)
@@ -46,16 +46,23 @@ model.latent_input=probs run.steps=1000000" ;;
 --carry $B/carry/hidden_200 --csv $B/results/memory_len_hidden.csv $HIDDEN run.steps=150000" ;;
         gru200) echo "--suite memory_len --settings 200 --models gru --seeds 0,1 --root $B/runs/hidden_200 \
 --carry $B/carry/hidden_200 --csv $B/results/memory_len_hidden.csv $HIDDEN run.steps=150000" ;;
+        # The preset's entropy 3e-4 (rows for delays 1, 3 and S3M at 10; in no lane since delay 10 failed both models
+        # by exploration, see dce below).
         dc0|dc1) echo "--suite discounting_chain --settings 1,3,10,30,100 --models s3m,gru --seeds ${1#dc} \
 --root $B/runs/dc --carry $B/carry/dc --csv $B/results/discounting_chain.csv $DC" ;;
         # Entropy 1e-2 (the memory_len runs' value) instead of the preset's 3e-4: at 3e-4 both models' first action
         # settled on a chain without the bonus (S3M delay 3, the GRU delay 1) within ≈ 40 episodes and never tried
-        # the delay-10 chain again (docs/notes.md, "The discounting chain at delay 10 is an exploration failure").
-        dce) echo "--suite discounting_chain --settings 10 --models s3m,gru --seeds 0,1,2 --root $B/runs/dc_e1e-2 \
+        # the delay-10 chain again (docs/notes.md, "The discounting chain at delay 10"). Delay 10 on three seeds
+        # first (the lead), then every delay on two; one root and CSV.
+        dce10) echo "--suite discounting_chain --settings 10 --models s3m,gru --seeds 0,1,2 --root $B/runs/dc_e1e-2 \
 --carry $B/carry/dc_e1e-2 --csv $B/results/discounting_chain_e1e-2.csv $DC behavior.entropy=1e-2" ;;
+        dce) echo "--suite discounting_chain --settings 1,3,10,30,100 --models s3m,gru --seeds 0,1 \
+--root $B/runs/dc_e1e-2 --carry $B/carry/dc_e1e-2 --csv $B/results/discounting_chain_e1e-2.csv $DC \
+behavior.entropy=1e-2" ;;
         # γ = 1 − 1/2000: the bonus at delay 100 is worth 1.1·γ¹⁰⁰ = 1.05 > 1 (at 1 − 1/333 it is worth 0.81 < 1).
         dch) echo "--suite discounting_chain --settings 100 --models s3m,gru --seeds 0,1 --root $B/runs/dc_h2000 \
---carry $B/carry/dc_h2000 --csv $B/results/discounting_chain_h2000.csv $DC behavior.discount=0.9995" ;;
+--carry $B/carry/dc_h2000 --csv $B/results/discounting_chain_h2000.csv $DC behavior.discount=0.9995 \
+behavior.entropy=1e-2" ;;
         # Stops at the issue's goal, 0.95 normalised return (POPGym reports no success; run.stop_metric reads the return).
         popgym) echo "--suite popgym --settings RepeatPreviousEasy --models s3m,gru --seeds 0 --preset popgym_cpu \
 --root $B/runs/popgym --carry $B/carry/popgym --csv $B/results/popgym_repeat_previous.csv run.eval_episodes=100 \
@@ -64,12 +71,12 @@ run.eval_every=5000 run.stop_at_success=0.95 run.stop_metric=eval/return run.ste
     esac
 }
 # The sweep runs a job's runs in its plan's order (settings, models, seeds). Length 200 reading the latents' mode
-# comes first, S3M in lane 1 and the GRU in lane 2 (the lead that decides what 512 reads); then lane 1 runs the
-# discounting chain's first seed (short runs: ≤ 30,000 env steps at ≈ 25 a second) and takes the GRU to 512, lane 2
-# S3M at 512, the frontier's headline, before the rest.
-LANE1="probs200s3m probs200gru mode200s3m dc0 probs512gru s3m200"
-LANE2="mode200gru probs512s3m dch dc1 gru200 popgym"
-LANE3="dce"  # short leads, beside the two lanes
+# comes first, S3M in lane 1 and the GRU in lane 2 (the lead that decides what 512 reads); then lane 1 takes the GRU
+# to 512, lane 2 S3M (the frontier's headline), before the rest. Lane 3 runs the discounting chain (short runs: ≤ 30,000
+# env steps at ≈ 25 a second alone).
+LANE1="probs200s3m probs200gru mode200s3m probs512gru s3m200"
+LANE2="mode200gru probs512s3m dch gru200 popgym"
+LANE3="dce10 dce"  # the discounting chain with entropy 1e-2, beside the two lanes
 
 lane() {  # run jobs in order; a SIGTERM stops the running sweep (its trainings checkpoint) and the lane
     echo $$ > "$B/runs/$1.pid"
