@@ -5,8 +5,8 @@
 # benchmarks/carry/). Lanes side by side on a 2-core CPU, one XLA thread each (`run.cpu_threads=1`).
 #
 #   benchmarks/frontier.sh lane1 &    # 200 reading the mode (S3M), the GRU at 512, S3M reading samples at 200
-#   benchmarks/frontier.sh lane2 &    # 200 reading the mode (the GRU), S3M at 512, discounting_chain at γ = 1 − 1/2000, the GRU at 200, POPGym
-#   benchmarks/frontier.sh lane3 &    # discounting_chain with entropy 1e-2 (delay 10 on 3 seeds, then every delay)
+#   benchmarks/frontier.sh lane2 &    # 200 reading the mode (the GRU), S3M at 512, the GRU reading samples at 200
+#   benchmarks/frontier.sh lane3 &    # discounting_chain delay 10 (3 seeds), POPGym, every delay, γ = 1 − 1/2000
 #   benchmarks/frontier.sh status     # `r2i sweep --status` of every job: training, packed, solved, ...
 #   benchmarks/frontier.sh stop       # SIGTERM to the lanes: their trainings checkpoint and exit
 #   benchmarks/frontier.sh pack       # then: every unfinished run into benchmarks/carry/ (commit those archives)
@@ -72,11 +72,11 @@ run.eval_every=5000 run.stop_at_success=0.95 run.stop_metric=eval/return run.ste
 }
 # The sweep runs a job's runs in its plan's order (settings, models, seeds). Length 200 reading the latents' mode
 # comes first, S3M in lane 1 and the GRU in lane 2 (the lead that decides what 512 reads); then lane 1 takes the GRU
-# to 512, lane 2 S3M (the frontier's headline), before the rest. Lane 3 runs the discounting chain (short runs: ≤ 30,000
-# env steps at ≈ 25 a second alone).
+# to 512, lane 2 S3M (the frontier's headline; 1,000,000 env steps, many sessions). Lane 3 holds the shorter runs:
+# the discounting chain (≤ 30,000 env steps at ≈ 25 a second alone) and POPGym (≤ 100,000).
 LANE1="probs200s3m probs200gru mode200s3m probs512gru s3m200"
-LANE2="mode200gru probs512s3m dch gru200 popgym"
-LANE3="dce10 dce"  # the discounting chain with entropy 1e-2, beside the two lanes
+LANE2="mode200gru probs512s3m gru200"
+LANE3="dce10 popgym dce dch"
 
 lane() {  # run jobs in order; a SIGTERM stops the running sweep (its trainings checkpoint) and the lane
     echo $$ > "$B/runs/$1.pid"
