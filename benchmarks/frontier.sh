@@ -46,13 +46,13 @@ model.latent_input=probs run.steps=1000000" ;;
 --carry $B/carry/hidden_200 --csv $B/results/memory_len_hidden.csv $HIDDEN run.steps=150000" ;;
         gru200) echo "--suite memory_len --settings 200 --models gru --seeds 0,1 --root $B/runs/hidden_200 \
 --carry $B/carry/hidden_200 --csv $B/results/memory_len_hidden.csv $HIDDEN run.steps=150000" ;;
-        # The preset's entropy 3e-4 (rows for delays 1, 3 and S3M at 10; in no lane since delay 10 failed both models
-        # by exploration, see dce below).
+        # The preset's entropy 3e-4 (rows for delays 1, 3 and S3M at 10; in no lane since delay 10 failed both models,
+        # see dce below).
         dc0|dc1) echo "--suite discounting_chain --settings 1,3,10,30,100 --models s3m,gru --seeds ${1#dc} \
 --root $B/runs/dc --carry $B/carry/dc --csv $B/results/discounting_chain.csv $DC" ;;
         # Entropy 1e-2 (the memory_len runs' value) instead of the preset's 3e-4: at 3e-4 both models' first action
-        # settled on a chain without the bonus (S3M delay 3, the GRU delay 1) within ≈ 40 episodes and never tried
-        # the delay-10 chain again (docs/notes.md, "The discounting chain at delay 10"). Delay 10 on three seeds
+        # settled on a chain without the bonus (S3M delay 3, the GRU delay 1) within ≈ 40 episodes and hardly ever
+        # tried the delay-10 chain again (docs/notes.md, "The discounting chain at delay 10"). Delay 10 on three seeds
         # first (the lead), then every delay on two; one root and CSV.
         dce10) echo "--suite discounting_chain --settings 10 --models s3m,gru --seeds 0,1,2 --root $B/runs/dc_e1e-2 \
 --carry $B/carry/dc_e1e-2 --csv $B/results/discounting_chain_e1e-2.csv $DC behavior.entropy=1e-2" ;;
