@@ -54,11 +54,10 @@ model.latent_input=probs run.steps=1000000" ;;
         # settled on a chain without the bonus (S3M delay 3, the GRU delay 1) within ≈ 40 episodes and hardly ever
         # tried the delay-10 chain again (docs/notes.md, "The discounting chain at delay 10"). Delay 10 on three seeds
         # first (the lead), then every delay on two; one root and CSV.
-        dce10) echo "--suite discounting_chain --settings 10 --models s3m,gru --seeds 0,1,2 --root $B/runs/dc_e1e-2 \
---carry $B/carry/dc_e1e-2 --csv $B/results/discounting_chain_e1e-2.csv $DC behavior.entropy=1e-2" ;;
-        dce) echo "--suite discounting_chain --settings 1,3,10,30,100 --models s3m,gru --seeds 0,1 \
---root $B/runs/dc_e1e-2 --carry $B/carry/dc_e1e-2 --csv $B/results/discounting_chain_e1e-2.csv $DC \
-behavior.entropy=1e-2" ;;
+        dce10|dce) if [ "$1" = dce10 ]; then runs="--settings 10 --seeds 0,1,2"; else runs="--settings 1,3,10,30,100 \
+--seeds 0,1"; fi
+            echo "--suite discounting_chain $runs --models s3m,gru --root $B/runs/dc_e1e-2 --carry $B/carry/dc_e1e-2 \
+--csv $B/results/discounting_chain_e1e-2.csv $DC behavior.entropy=1e-2" ;;
         # γ = 1 − 1/2000: the bonus at delay 100 is worth 1.1·γ¹⁰⁰ = 1.05 > 1 (at 1 − 1/333 it is worth 0.81 < 1).
         dch) echo "--suite discounting_chain --settings 100 --models s3m,gru --seeds 0,1 --root $B/runs/dc_h2000 \
 --carry $B/carry/dc_h2000 --csv $B/results/discounting_chain_h2000.csv $DC behavior.discount=0.9995 \
