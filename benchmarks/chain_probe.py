@@ -31,6 +31,8 @@ from r2i.envs.bsuite_env import DISCOUNTING_CHAIN_DELAYS
 def probe(logdir: str, starts: int = 256) -> dict:
     policy = load(logdir)
     agent, params, config = policy.agent, policy.params, policy.config
+    if not config.env.id.removeprefix("bsuite:").startswith("discounting_chain/"):
+        raise SystemExit(f"chain_probe: {logdir} trained on {config.env.id}; give it a bsuite:discounting_chain run")
     wm, actor, critic = agent.world_model(params), agent.actor(params), agent.critic(params["critic"])
     seq, cfg = wm.seq, agent.behavior_cfg
     horizon = cfg.horizon
