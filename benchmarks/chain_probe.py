@@ -49,8 +49,7 @@ def probe(logdir: str, starts: int = 256) -> dict:
         _, out = seq.filter(seq.initial(starts), embed, jnp.zeros((starts, 1, n_actions)), is_first, key)
         start = seq.start(out)
         features = seq.policy_features(start, agent.policy_inputs)
-        raw = actor.net(features)
-        probs = jnp.exp(actor._groups(raw)[0]).mean(0)  # (A,)
+        probs = actor.probs(features)[0].mean(0)  # (A,)
 
         def chain(a, k):
             def step(state, inputs):

@@ -4,8 +4,8 @@
 # its CSV already records, and a stopped run resumes from its checkpoint (or, on a fresh clone, from its archive in
 # benchmarks/carry/). Lanes side by side on a 2-core CPU, one XLA thread each (`run.cpu_threads=1`).
 #
-#   benchmarks/frontier.sh lane1 &    # 200 reading the mode (S3M), the GRU at 512, S3M reading samples at 200
-#   benchmarks/frontier.sh lane2 &    # 200 reading the mode (the GRU), S3M at 512, the GRU reading samples at 200
+#   benchmarks/frontier.sh lane1 &    # 200 reading the mode (S3M), the GRU at 512, the GRU reading the mode at 200
+#   benchmarks/frontier.sh lane2 &    # S3M at 512, the GRU reading samples at 200
 #   benchmarks/frontier.sh lane3 &    # discounting_chain delay 10 (3 seeds), POPGym, every delay, γ = 1 − 1/2000
 #   benchmarks/frontier.sh status     # `r2i sweep --status` of every job: training, packed, solved, ...
 #   benchmarks/frontier.sh stop       # SIGTERM to the lanes: their trainings checkpoint and exit
@@ -69,12 +69,13 @@ run.eval_every=5000 run.stop_at_success=0.95 run.stop_metric=eval/return run.ste
         *) echo "frontier.sh: no job $1" >&2; exit 2 ;;
     esac
 }
-# The sweep runs a job's runs in its plan's order (settings, models, seeds). Length 200 reading the latents' mode
-# comes first, S3M in lane 1 and the GRU in lane 2 (the lead that decides what 512 reads); then lane 1 takes the GRU
-# to 512, lane 2 S3M (the frontier's headline; 1,000,000 env steps, many sessions). Lane 3 holds the shorter runs:
-# the discounting chain (≤ 30,000 env steps at ≈ 25 a second alone) and POPGym (≤ 100,000).
-LANE1="probs200s3m probs200gru mode200s3m probs512gru s3m200"
-LANE2="mode200gru probs512s3m gru200"
+# The sweep runs a job's runs in its plan's order (settings, models, seeds). Lane 1: S3M at 200 reading the latents'
+# mode (the lead that decides what 512 reads), then the GRU at 512, then the GRU reading the mode at 200. Lane 2: S3M
+# at 512 (the frontier's headline; 1,000,000 env steps, many sessions), first since the seventh session, as the mode
+# was slower than probabilities at 200 on seed 0 for both models. Lane 3 holds the shorter runs: the discounting
+# chain (≤ 30,000 env steps at ≈ 25 a second alone) and POPGym (≤ 100,000).
+LANE1="probs200s3m probs200gru mode200s3m probs512gru mode200gru s3m200"
+LANE2="probs512s3m gru200"
 LANE3="dce10 popgym dce dch"
 
 lane() {  # run jobs in order; a SIGTERM stops the running sweep (its trainings checkpoint) and the lane

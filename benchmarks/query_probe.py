@@ -10,7 +10,8 @@ over the whole window, as in training; and at the query reports:
   latent; its observation does not show the cue, so ≈ 0.5), `x` (S3M's hidden state of every layer, Re and Im), and
   `actor` (the features the run's actor reads, its `model.policy_inputs`);
 * per cue: the world model's predicted reward for each answer (one imagined step from the filtered query state, the
-  mean over episodes), and the actor's probability of the right answer and its entropy there.
+  mean over episodes), and the actor's probability of the right answer (`Actor.probs`, the unimix included: what it
+  samples from) and its entropy there.
 
 If the features hold the cue and the rewards tell the answers apart while the actor does not follow, the policy
 update is what fails; if the rewards do not depend on the answer, the world model is. Written for issue 11
@@ -81,11 +82,10 @@ def probe(logdir: str, episodes: int = 400, mode: str = "sample", posterior: str
         _, out = wm.seq.filter(wm.seq.initial(vector.shape[0]), embed, action, first, key)
         query = {k: v[:, -1] for k, v in out.items() if k in ("h", "z", "x", "zin")}
         features = wm.seq.policy_features(query, agent.policy_inputs)
-        logits = actor.net(features).astype(jnp.float32)
         rewards = jnp.stack([wm.reward_mean(wm.seq.imagine_step(query, jnp.eye(answers)[a][None].repeat(
             vector.shape[0], 0), key)) for a in range(answers)], -1)
         return query, jnp.concatenate([f.reshape(vector.shape[0], -1).astype(jnp.float32) for f in features], -1), \
-            jax.nn.softmax(logits[:, :answers]), rewards
+            actor.probs(features)[0], rewards
 
     query, features, probs, rewards = jax.device_get(
         at_query(jnp.asarray(vectors), jnp.asarray(actions), jnp.asarray(is_first), jax.random.key(2)))

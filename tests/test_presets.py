@@ -317,6 +317,29 @@ def test_continuous_actor_gradient_out_of_range():
     assert float(jnp.abs(greedy).max()) < 1  # the mean tanh(μ) is never rescaled
 
 
+def test_actor_probs_are_what_it_samples():
+    """Actor.probs: one distribution per sub-action (sums to 1, every choice at least unimix / n), and exp(log π) of
+    each sampled action is its entry there."""
+    space = ActionSpace("discrete", nvec=(3, 4))
+
+    @jax.jit
+    def run(key):
+        actor = Actor(5, space, SMALL, dtype=jnp.float32, rngs=nnx.Rngs(key))
+        features = [jax.random.normal(jax.random.key(1), (16, 5))]
+        action, logp, _ = actor(features, jax.random.key(2))
+        return actor.probs(features), action, logp
+
+    probs, action, logp = run(jax.random.key(0))
+    assert [p.shape for p in probs] == [(16, 3), (16, 4)]
+    for p, n in zip(probs, (3, 4)):
+        np.testing.assert_allclose(p.sum(-1), 1.0, rtol=1e-5)
+        assert float(p.min()) >= SMALL.actor_unimix / n - 1e-6
+    picked = jnp.sum(action[:, :3] * probs[0], -1) * jnp.sum(action[:, 3:] * probs[1], -1)
+    np.testing.assert_allclose(jnp.exp(logp), picked, rtol=1e-5)
+    with pytest.raises(ValueError, match="continuous"):
+        Actor(5, ActionSpace("continuous", dims=2), SMALL, dtype=jnp.float32, rngs=nnx.Rngs(0)).probs(features=[])
+
+
 def test_c_init_scales():
     """'fan_in_p': E|C̃|² = 2/P per entry; 'fan_in_ph' (official): 2/(P·H). V is unitary per block, so C̃ = CV keeps
     the Frobenius norm of C."""

@@ -36,6 +36,13 @@ class Actor(nnx.Module):
         splits = jnp.split(raw.astype(jnp.float32), list(np.cumsum(self.nvec)[:-1]), -1)
         return [dists.unimix_logits(s, self.unimix) for s in splits]
 
+    def probs(self, features) -> list[jax.Array]:
+        """features: list of (..., F_i) → the probability of every choice of each sub-action, list of (..., n_i)
+        float32, the unimix included: what `__call__` samples from (for probes and evaluation; discrete actions)."""
+        if not self.discrete:
+            raise ValueError("Actor.probs: the action space is continuous; it has no per-choice probabilities")
+        return [jnp.exp(lp) for lp in self._groups(self.net(features))]
+
     def __call__(self, features, key: jax.Array, mode: str = "sample"):
         """features: list of (..., F_i) → action (..., A) float32, log π(a) (...), entropy (...).
 
