@@ -40,18 +40,39 @@ from r2i.api import load
 from r2i.envs import make_env
 
 
-def probe(logdir: str, episodes: int = 400, mode: str = "sample", posterior: str = "sample") -> dict:
-    if posterior not in ("sample", "mode"):
-        raise SystemExit(f"posterior must be 'sample' or 'mode', got {posterior!r}")
-    policy = load(logdir)
-    agent, params, config = policy.agent, policy.params, policy.config
+def memory_task(logdir: str, config, probe_name: str) -> str:
+    """The run's task id, if it is one the memory probes read (the vector `r2i:memory_length/N`, or BSuite
+    `memory_len` with one context bit); otherwise exit with one line that says so."""
     task = config.env.id
     if not (task.startswith("r2i:memory_length/") and not config.env.options.get("image")) and not (
             task.startswith("bsuite:memory_len/") and int(config.env.options.get("num_bits", 1)) == 1):
-        raise SystemExit(f"{logdir}: query_probe reads the vector memory_length / one-bit memory_len tasks, not {task}")
-    envs = [make_env(task, 10_000 + i, **config.env.options) for i in range(episodes)]
+        raise SystemExit(f"{logdir}: {probe_name} reads the vector memory_length / one-bit memory_len tasks, not {task}")
+    return task
+
+
+def start_episodes(logdir: str, episodes: int, probe_name: str, first_seed: int):
+    """Load a memory run and start `episodes` episodes of its task (env seeds first_seed, first_seed + 1, …)
+    → (the loaded policy, envs, first observations, each episode's right answer (E,) int)."""
+    policy = load(logdir)
+    task = memory_task(logdir, policy.config, probe_name)
+    envs = [make_env(task, first_seed + i, **policy.config.env.options) for i in range(episodes)]
     obs = [env.reset() for env in envs]
-    cues = np.asarray([correct_answer(task, o["vector"]) for o in obs])
+    return policy, envs, obs, np.asarray([correct_answer(task, o["vector"]) for o in obs])
+
+
+def filter_to_last(wm, vector, action, first, key) -> dict:
+    """Filter whole episodes (vector (E, T, F), action (E, T, A), first (E, T) bool) in one window, as training does
+    → the state at their last step: "h", "z", "x" (S3M), "zin", each (E, …)."""
+    embed = wm.encode({"vector": vector, "is_first": first})
+    _, out = wm.seq.filter(wm.seq.initial(vector.shape[0]), embed, action, first, key)
+    return {k: v[:, -1] for k, v in out.items() if k in ("h", "z", "x", "zin")}
+
+
+def probe(logdir: str, episodes: int = 400, mode: str = "sample", posterior: str = "sample") -> dict:
+    if posterior not in ("sample", "mode"):
+        raise SystemExit(f"posterior must be 'sample' or 'mode', got {posterior!r}")
+    policy, envs, obs, cues = start_episodes(logdir, episodes, "query_probe", 10_000)
+    agent, params = policy.agent, policy.params
     vectors, actions, key = [], [], jax.random.key(1)
     carry = agent.initial(episodes)
     while True:  # act until the query observation: the step after which every episode ends
@@ -78,9 +99,7 @@ def probe(logdir: str, episodes: int = 400, mode: str = "sample", posterior: str
 
     @jax.jit
     def at_query(vector, action, first, key):
-        embed = wm.encode({"vector": vector, "is_first": first})
-        _, out = wm.seq.filter(wm.seq.initial(vector.shape[0]), embed, action, first, key)
-        query = {k: v[:, -1] for k, v in out.items() if k in ("h", "z", "x", "zin")}
+        query = filter_to_last(wm, vector, action, first, key)
         features = wm.seq.policy_features(query, agent.policy_inputs)
         rewards = jnp.stack([wm.reward_mean(wm.seq.imagine_step(query, jnp.eye(answers)[a][None].repeat(
             vector.shape[0], 0), key)) for a in range(answers)], -1)
