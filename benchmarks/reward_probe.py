@@ -3,8 +3,8 @@
 Plays `episodes` episodes of the run's own task (the vector `r2i:memory_length/N` or BSuite `memory_len` with one
 context bit) side by side with the run's policy ('sample', as in training) up to the query (the episode's last
 action), answers **uniformly at random** there (so every cue meets every answer), and filters each whole episode, its
-last observation included, through the world model in one `filter` call, as training does. At the last step, where the answer's reward is
-predicted, it reports:
+last observation included, through the world model in one `filter` call, as training does. At the last step, where
+the answer's reward is predicted, it reports:
 
 * `head_accuracy`: how often the run's reward head's prediction is on the side of the reward received (right or wrong
   answer; 0.5: the head does not know the XOR of cue and answer), and its mean prediction per (cue, answer) pair;
@@ -16,13 +16,14 @@ predicted, it reports:
   inputs teach it the XOR once nothing else moves and the reward examples are not rare, and how that grows with the
   episodes; `refit_standardised` the same on the largest set with every feature z-scored, as the ridge probes see them;
 * `cue_share`: the share of f's variance, raw as the head's first layer sees it (the probe standardises every
-  feature), along the difference of the two cues' means: how loud the cue is among everything else f carries.
+  feature), along the difference of the two cues' means: how loud the cue is among everything else f carries;
+  `cue_raw_separation` the gap between the two cues' means along that direction, in within-cue standard deviations.
 
-Probes that read the cue and the answer while the head's predictions do not depend on their XOR say that the
-world model's reward loss has not learned a reward that its inputs hold: not its memory, its reward head fails. Written for issue 11 (docs/notes.md, "At 512 the reward
-head does not learn what x holds").
+Probes that read the cue and the answer while the head's predictions do not depend on their XOR say that the world
+model's reward loss has not learned a reward that its inputs hold: not its memory, its reward head fails. Written for
+issue 11 (docs/notes.md, "At 512 the reward head does not learn what x holds").
 
-    python benchmarks/reward_probe.py RUN_DIR [episodes=400]
+    python benchmarks/reward_probe.py RUN_DIR [episodes=400]   # at least 200
 """
 
 from __future__ import annotations
