@@ -46,7 +46,8 @@ def memory_task(logdir: str, config, probe_name: str) -> str:
     task = config.env.id
     if not (task.startswith("r2i:memory_length/") and not config.env.options.get("image")) and not (
             task.startswith("bsuite:memory_len/") and int(config.env.options.get("num_bits", 1)) == 1):
-        raise SystemExit(f"{logdir}: {probe_name} reads the vector memory_length / one-bit memory_len tasks, not {task}")
+        raise SystemExit(
+            f"{logdir}: {probe_name} reads the vector memory_length / one-bit memory_len tasks, not {task}")
     return task
 
 
