@@ -69,6 +69,11 @@ def filter_to_last(wm, vector, action, first, key) -> dict:
     return {k: v[:, -1] for k, v in out.items() if k in ("h", "z", "x", "zin")}
 
 
+def flat_features(features: list) -> jax.Array:
+    """A list of (E, …) feature arrays → (E, F) float32, for the ridge probes."""
+    return jnp.concatenate([f.reshape(f.shape[0], -1).astype(jnp.float32) for f in features], -1)
+
+
 def probe(logdir: str, episodes: int = 400, mode: str = "sample", posterior: str = "sample") -> dict:
     if posterior not in ("sample", "mode"):
         raise SystemExit(f"posterior must be 'sample' or 'mode', got {posterior!r}")
@@ -104,8 +109,7 @@ def probe(logdir: str, episodes: int = 400, mode: str = "sample", posterior: str
         features = wm.seq.policy_features(query, agent.policy_inputs)
         rewards = jnp.stack([wm.reward_mean(wm.seq.imagine_step(query, jnp.eye(answers)[a][None].repeat(
             vector.shape[0], 0), key)) for a in range(answers)], -1)
-        return query, jnp.concatenate([f.reshape(vector.shape[0], -1).astype(jnp.float32) for f in features], -1), \
-            actor.probs(features)[0], rewards
+        return query, flat_features(features), actor.probs(features)[0], rewards
 
     query, features, probs, rewards = jax.device_get(
         at_query(jnp.asarray(vectors), jnp.asarray(actions), jnp.asarray(is_first), jax.random.key(2)))

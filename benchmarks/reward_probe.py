@@ -37,7 +37,7 @@ import numpy as np
 import optax
 from cue_probe import probe_accuracy
 from flax import nnx
-from query_probe import filter_to_last, start_episodes
+from query_probe import filter_to_last, flat_features, start_episodes
 
 from r2i import allocator, dists
 from r2i.envs import make_env
@@ -88,22 +88,19 @@ def probe(logdir: str, episodes: int = 400) -> dict:
     @jax.jit
     def at_reward(vector, action, first, key):
         last = filter_to_last(wm, vector, action, first, key)
-        features = wm.seq.head_features(last, wm.head_inputs)
-        return wm.reward_mean(last), jnp.concatenate(
-            [f.reshape(vector.shape[0], -1).astype(jnp.float32) for f in features], -1
-        )
+        return wm.reward_mean(last), flat_features(wm.seq.head_features(last, wm.head_inputs))
 
     predicted, features = jax.device_get(
         at_reward(jnp.asarray(vectors), jnp.asarray(actions), jnp.asarray(is_first), jax.random.key(2))
     )
     middle = (reward.max() + reward.min()) / 2  # between the right answer's reward and the wrong one's
-    features = np.asarray(features, np.float64)
+    inputs, lr = np.asarray(features, np.float32), config.optim.model_lr  # what the head reads, for its refits
+    features = np.asarray(features, np.float64)  # for the probes
     pairs = {
         f"cue{c}_answer{a}": round(float(predicted[(cues == c) & (answers == a)].mean()), 3)
         for c in range(n_answers)
         for a in range(n_answers)
     }
-    inputs, lr = np.asarray(features, np.float32), config.optim.model_lr
     sizes = [n for n in (100, 200, 400, 800, 1600) if n <= episodes // 2]
     refit = {str(n): refit_head(wm, inputs, reward, middle, lr, n) for n in sizes}
     # the same with every feature z-scored on the training episodes, as the ridge probes see them
@@ -118,8 +115,7 @@ def probe(logdir: str, episodes: int = 400) -> dict:
         "head_accuracy": round(float(np.mean((predicted > middle) == (reward > middle))), 3),
         "cue_from_head_inputs": probe_accuracy(features, cues),
         "answer_from_head_inputs": probe_accuracy(features, answers),
-        "cue_share": round(cue_share(features, cues), 4),
-        "cue_raw_separation": round(raw_separation(features, cues), 2),
+        **cue_loudness(features, cues),
         "head_mean_prediction": pairs,
         "refit_accuracy": refit,
         "refit_standardised": refit_standardised,
@@ -160,22 +156,18 @@ def refit_head(
     return {"train": accuracy(features[:train], reward[:train]), "held_out": accuracy(features[half:], reward[half:])}
 
 
-def raw_separation(features: np.ndarray, cues: np.ndarray) -> float:
-    """d′ of the cue along the difference of the two cues' mean features, raw (no standardisation): the gap between
-    the cue means over the within-cue standard deviation along that direction."""
+def cue_loudness(features: np.ndarray, cues: np.ndarray) -> dict:
+    """features: (E, F) float64 raw (no standardisation), cues: (E,) 0/1, along u, the unit difference of the two cues'
+    mean features → "cue_share": the share of the features' total variance along u; "cue_raw_separation": d′ of the
+    cue along u, the gap between the cue means over the within-cue standard deviation."""
     u = features[cues == 1].mean(0) - features[cues == 0].mean(0)
     u /= np.linalg.norm(u) + 1e-12
     proj = features @ u
     within = np.sqrt((np.var(proj[cues == 1]) + np.var(proj[cues == 0])) / 2)
-    return float((proj[cues == 1].mean() - proj[cues == 0].mean()) / (within + 1e-12))
-
-
-def cue_share(features: np.ndarray, cues: np.ndarray) -> float:
-    """features: (E, F) float64, cues: (E,) 0/1 → the share of the features' total variance along u, the unit
-    difference of the two cues' mean features."""
-    u = features[cues == 1].mean(0) - features[cues == 0].mean(0)
-    u /= np.linalg.norm(u) + 1e-12
-    return float(np.var(features @ u) / (np.var(features, 0).sum() + 1e-12))
+    return {
+        "cue_share": round(float(np.var(proj) / (np.var(features, 0).sum() + 1e-12)), 4),
+        "cue_raw_separation": round(float((proj[cues == 1].mean() - proj[cues == 0].mean()) / (within + 1e-12)), 2),
+    }
 
 
 if __name__ == "__main__":

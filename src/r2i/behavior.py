@@ -38,7 +38,8 @@ class Actor(nnx.Module):
 
     def probs(self, features) -> list[jax.Array]:
         """features: list of (..., F_i) → the probability of every choice of each sub-action, list of (..., n_i)
-        float32, the unimix included: what `__call__` samples from (discrete actions; the probes in benchmarks/ read it)."""
+        float32, the unimix included: what `__call__` samples from (discrete actions; the probes in benchmarks/ read
+        it)."""
         if not self.discrete:
             raise ValueError("Actor.probs: the action space is continuous; it has no per-choice probabilities")
         return [jnp.exp(lp) for lp in self._groups(self.net(features))]
