@@ -4,9 +4,9 @@
 # its CSV already records, and a stopped run resumes from its checkpoint (or, on a fresh clone, from its archive in
 # benchmarks/carry/). Lanes side by side on a 2-core CPU, one XLA thread each (`run.cpu_threads=1`).
 #
-#   benchmarks/frontier.sh lane1 &    # 200 reading the mode (S3M), the GRU at 512, the GRU reading the mode at 200
+#   benchmarks/frontier.sh lane1 &    # every discounting-chain delay, 200 reading the mode, the GRU at 512
 #   benchmarks/frontier.sh lane2 &    # S3M at 512, the GRU reading samples at 200
-#   benchmarks/frontier.sh lane3 &    # discounting_chain delay 10 (3 seeds), POPGym, every delay, γ = 1 − 1/2000
+#   benchmarks/frontier.sh lane3 &    # discounting_chain delay 10 (3 seeds), POPGym, γ = 1 − 1/2000
 #   benchmarks/frontier.sh status     # `r2i sweep --status` of every job: training, packed, solved, ...
 #   benchmarks/frontier.sh stop       # SIGTERM to the lanes: their trainings checkpoint and exit
 #   benchmarks/frontier.sh pack       # then: every unfinished run into benchmarks/carry/ (commit those archives)
@@ -69,14 +69,14 @@ run.eval_every=5000 run.stop_at_success=0.95 run.stop_metric=eval/return run.ste
         *) echo "frontier.sh: no job $1" >&2; exit 2 ;;
     esac
 }
-# The sweep runs a job's runs in its plan's order (settings, models, seeds). Lane 1: S3M at 200 reading the latents'
-# mode (the lead that decides what 512 reads), then the GRU at 512, then the GRU reading the mode at 200. Lane 2: S3M
-# at 512 (the frontier's headline; 1,000,000 env steps, many sessions), first since the seventh session, as the mode
-# was slower than probabilities at 200 on seed 0 for both models. Lane 3 holds the shorter runs: the discounting
-# chain (≤ 30,000 env steps at ≈ 25 a second alone) and POPGym (≤ 100,000).
-LANE1="probs200s3m probs200gru mode200s3m probs512gru mode200gru s3m200"
+# The sweep runs a job's runs in its plan's order (settings, models, seeds). Lane 1: every discounting-chain delay
+# first (the issue's table; runs of ≤ 30,000 env steps), then S3M at 200 reading the latents' mode, the GRU at
+# 512, the GRU reading the mode at 200. Lane 2: S3M at 512 (the frontier's headline; 1,000,000 env steps, many
+# sessions), first since the seventh session, as the mode was slower than probabilities at 200 on seed 0 for both
+# models. Lane 3: POPGym (≤ 100,000), then γ = 1 − 1/2000 at delay 100.
+LANE1="probs200s3m probs200gru dce mode200s3m probs512gru mode200gru s3m200"
 LANE2="probs512s3m gru200"
-LANE3="dce10 popgym dce dch"
+LANE3="dce10 popgym dch"
 
 lane() {  # run jobs in order; a SIGTERM stops the running sweep (its trainings checkpoint) and the lane
     echo $$ > "$B/runs/$1.pid"
