@@ -156,17 +156,24 @@ def refit_head(
     return {"train": accuracy(features[:train], reward[:train]), "held_out": accuracy(features[half:], reward[half:])}
 
 
+def cue_axis(features: np.ndarray, cues: np.ndarray) -> tuple[float, np.ndarray, float]:
+    """features: (E, F) float64 raw, cues: (E,) 0/1 → (gap, proj, within): the distance between the two cues' mean
+    features, every episode's features projected on the unit direction between those means (E,), and the within-cue
+    standard deviation along it."""
+    u = features[cues == 1].mean(0) - features[cues == 0].mean(0)
+    gap = float(np.linalg.norm(u))
+    proj = features @ (u / (gap + 1e-12))
+    return gap, proj, float(np.sqrt((np.var(proj[cues == 1]) + np.var(proj[cues == 0])) / 2))
+
+
 def cue_loudness(features: np.ndarray, cues: np.ndarray) -> dict:
     """features: (E, F) float64 raw (no standardisation), cues: (E,) 0/1, along u, the unit difference of the two cues'
     mean features → "cue_share": the share of the features' total variance along u; "cue_raw_separation": d′ of the
     cue along u, the gap between the cue means over the within-cue standard deviation."""
-    u = features[cues == 1].mean(0) - features[cues == 0].mean(0)
-    u /= np.linalg.norm(u) + 1e-12
-    proj = features @ u
-    within = np.sqrt((np.var(proj[cues == 1]) + np.var(proj[cues == 0])) / 2)
+    gap, proj, within = cue_axis(features, cues)
     return {
         "cue_share": round(float(np.var(proj) / (np.var(features, 0).sum() + 1e-12)), 4),
-        "cue_raw_separation": round(float((proj[cues == 1].mean() - proj[cues == 0].mean()) / (within + 1e-12)), 2),
+        "cue_raw_separation": round(gap / (within + 1e-12), 2),
     }
 
 

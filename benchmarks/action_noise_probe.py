@@ -1,0 +1,104 @@
+"""How loud is the cue at the query, against the noise that the episode's own actions leave in the SSM state?
+
+On the one-bit memory tasks (the vector `r2i:memory_length/N`, BSuite `memory_len`) every observation between the
+cue and the query shows only the time, the same in every episode; with the latent read as its probabilities or its
+mode (`model.latent_input`), the only inputs that differ between two episodes with the same cue are the actions. A
+linear SSM adds every input into its slow modes, so the memory steps' actions, which change nothing in the task, pile
+up there as noise around the cue unless the input projection learns to leave them out (a GRU's gate can shut instead).
+
+Plays `episodes` episodes with the run's policy ('sample', as in training), then filters each whole episode through
+the world model three times, with three action histories: the policy's own; one episode's actions given to every
+episode (`shared`: then nothing but the cue differs between episodes); uniformly random actions (`uniform`, the
+most noise an entropy bonus can leave). At the query step (the last action's input) it reports for the SSM state x
+(Re, Im of every layer) and the sequence model's output h:
+
+* `cue_raw_separation`: the gap between the two cues' mean features along their difference, in within-cue standard
+  deviations (benchmarks/reward_probe.py's `cue_axis`): how far apart the two cues sit in what the heads read;
+* `cue_probe`: the cue read by a ridge probe (benchmarks/cue_probe.py), which can find a quiet direction that the
+  separation above misses;
+* `within_cue_spread`: the within-cue standard deviation along that direction. With `shared` actions it is zero up
+  to rounding when the actions are the only noise, which the probe checks rather than assumes;
+
+and `memory_action_frequencies`, how often the policy takes each action on the memory steps (neither the first step
+nor the query). Written for issue 11 (docs/notes.md, "The actions' noise in the SSM state at 512").
+
+    python benchmarks/action_noise_probe.py RUN_DIR [episodes=400]
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from cue_probe import probe_accuracy
+from query_probe import filter_to_last, start_episodes
+from reward_probe import cue_axis, episode_length
+
+from r2i import allocator
+
+
+def probe(logdir: str, episodes: int = 400) -> dict:
+    policy, envs, obs, cues = start_episodes(logdir, episodes, "action_noise_probe", 30_000)
+    agent, params, config = policy.agent, policy.params, policy.config
+    if config.model.sequence != "s3m":
+        raise SystemExit(f"{logdir}: action_noise_probe reads the SSM state of S3M runs, not {config.model.sequence}")
+    length = episode_length(config.env.id, config.env.options)
+    vectors, actions, key = [], [], jax.random.key(1)
+    carry = agent.initial(episodes)
+    for _ in range(length):
+        batch = {"vector": np.stack([o["vector"] for o in obs]), "is_first": np.asarray([o["is_first"] for o in obs])}
+        key, sub = jax.random.split(key)
+        carry, action = agent.act(params, carry, batch, sub)
+        action = np.asarray(action)
+        vectors.append(batch["vector"])
+        actions.append(action)
+        obs = [env.step(a) for env, a in zip(envs, action)]
+    vectors, actions = np.stack(vectors, 1), np.stack(actions, 1)  # (E, T, F), (E, T, A): T actions, the query last
+    is_first = np.zeros(vectors.shape[:2], bool)
+    is_first[:, 0] = True
+    wm = agent.world_model(params)
+
+    @jax.jit
+    def at_query(action):  # the state after the query's observation, as the actor reads it to answer
+        last = filter_to_last(wm, jnp.asarray(vectors), action, jnp.asarray(is_first), jax.random.key(2))
+        return {"h": last["h"].astype(jnp.float32), "x": wm.seq.flat_hidden(last["x"])}
+
+    n_actions = actions.shape[-1]
+    histories = {
+        "policy": actions,
+        "shared": np.broadcast_to(actions[:1], actions.shape).copy(),
+        "uniform": np.eye(n_actions, dtype=actions.dtype)[
+            np.random.default_rng(3).integers(n_actions, size=actions.shape[:2])
+        ],
+    }
+    report = {
+        "logdir": logdir,
+        "episodes": episodes,
+        "steps": length,
+        "latent_input": config.model.latent_input,
+        "memory_action_frequencies": [round(float(f), 3) for f in actions[:, 1:-1].mean((0, 1))],
+    }
+    for name, history in histories.items():
+        features = jax.device_get(at_query(jnp.asarray(history)))
+        report[name] = {part: loudness(np.asarray(f, np.float64), cues) for part, f in features.items()}
+    return report
+
+
+def loudness(features: np.ndarray, cues: np.ndarray) -> dict:
+    """features: (E, F) float64 at the query, cues: (E,) 0/1 → separation, ridge probe and within-cue spread."""
+    gap, _, within = cue_axis(features, cues)
+    return {
+        "cue_raw_separation": round(gap / within, 2) if within > 1e-6 * gap else "inf",
+        "cue_probe": probe_accuracy(features, cues),
+        "within_cue_spread": float(f"{within:.3g}"),
+        "cue_gap": float(f"{gap:.3g}"),
+    }
+
+
+if __name__ == "__main__":
+    allocator.configure()
+    args = sys.argv[1:]
+    print(json.dumps(probe(args[0], int(args[1]) if len(args) > 1 else 400)))
