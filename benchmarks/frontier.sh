@@ -44,6 +44,10 @@ model.latent_input=probs run.steps=1000000" ;;
         # S3M reading samples at 200: seed 0 was at chance through 103,004 env steps when it was paused for the lead.
         s3m200) echo "--suite memory_len --settings 200 --models s3m --seeds 0 --root $B/runs/hidden_200 \
 --carry $B/carry/hidden_200 --csv $B/results/memory_len_hidden.csv $HIDDEN run.steps=150000" ;;
+        # The GRU's second seed at 75 (the issue: two seeds per point; seed 0 solved at 10,004), at the preset's budget
+        # as the 75-150 rows were run.
+        gru75) echo "--suite memory_len --settings 75 --models gru --seeds 0,1 --root $B/runs/hidden_75 \
+--carry $B/carry/hidden_75 --csv $B/results/memory_len_hidden.csv $HIDDEN" ;;
         gru200) echo "--suite memory_len --settings 200 --models gru --seeds 0,1 --root $B/runs/hidden_200 \
 --carry $B/carry/hidden_200 --csv $B/results/memory_len_hidden.csv $HIDDEN run.steps=150000" ;;
         # The preset's entropy 3e-4 (rows for delays 1, 3 and S3M at 10; in no lane since delay 10 failed both models,
@@ -67,23 +71,23 @@ behavior.entropy=1e-2" ;;
 --root $B/runs/popgym --carry $B/carry/popgym --csv $B/results/popgym_repeat_previous.csv run.eval_episodes=100 \
 run.eval_every=5000 run.stop_at_success=0.95 run.stop_metric=eval/return run.steps=100000" ;;
         # The same, evaluated on the posterior's mode (run.eval_mode=deterministic, as the `default` preset does): the
-        # greedy job's S3M run at 36,556 env steps returned 0.81 greedily and 0.97 deterministically over 100 episodes
-        # each (docs/notes.md, "POPGym: the sampled latent costs the greedy policy"). pgdet<model><seeds>, e.g.
+        # greedy job's S3M run at 40,736 env steps returned 0.82 greedily and 0.985 deterministically over 100
+        # episodes each (docs/notes.md, "POPGym: the sampled latent costs the greedy policy"). pgdet<model><seeds>, e.g.
         # pgdets3m0: one root and CSV, so that each model's first seed comes before the others' further seeds.
-        pgdet*) echo "--suite popgym --settings RepeatPreviousEasy --models ${1:5:3} --seeds ${1:8} --preset popgym_cpu \
---root $B/runs/popgym_det --carry $B/carry/popgym_det --csv $B/results/popgym_repeat_previous_det.csv \
-run.eval_mode=deterministic run.eval_episodes=100 run.eval_every=5000 run.stop_at_success=0.95 \
-run.stop_metric=eval/return run.steps=100000" ;;
+        pgdet*) echo "--suite popgym --settings RepeatPreviousEasy --models ${1:5:3} --seeds ${1:8} \
+--preset popgym_cpu --root $B/runs/popgym_det --carry $B/carry/popgym_det \
+--csv $B/results/popgym_repeat_previous_det.csv run.eval_mode=deterministic run.eval_episodes=100 \
+run.eval_every=5000 run.stop_at_success=0.95 run.stop_metric=eval/return run.steps=100000" ;;
         *) echo "frontier.sh: no job $1" >&2; exit 2 ;;
     esac
 }
-# The sweep runs a job's runs in its plan's order (settings, models, seeds). Lane 1: every discounting-chain delay
-# first (the issue's table; runs of ≤ 30,000 env steps), then S3M at 200 reading the latents' mode, the GRU at
-# 512, the GRU reading the mode at 200. Lane 2: S3M at 512 (the frontier's headline; 1,000,000 env steps, many
-# sessions), first since the seventh session, as the mode was slower than probabilities at 200 on seed 0 for both
-# models. Lane 3: POPGym evaluated deterministically (each model's seed 0, then seeds 1 and 2; ≤ 100,000 each), then
-# γ = 1 − 1/2000 at delay 100. The greedy POPGym job is in no lane: its S3M run is packed at 36,556 env steps.
-LANE1="probs200s3m probs200gru dce mode200s3m probs512gru mode200gru s3m200"
+# The sweep runs a job's runs in its plan's order (settings, models, seeds). Lane 1: the GRU's second seed at 75,
+# every discounting-chain delay (the issue's table; runs of ≤ 30,000 env steps), then S3M at 200 reading the latents'
+# mode, the GRU at 512, the GRU reading the mode at 200. Lane 2: S3M at 512 (the frontier's headline; 1,000,000 env
+# steps, many sessions), first since the seventh session, as the mode was slower than probabilities at 200 on seed 0
+# for both models. Lane 3: POPGym evaluated deterministically (each model's seed 0, then seeds 1 and 2; ≤ 100,000
+# each), then γ = 1 − 1/2000 at delay 100. The greedy POPGym job is in no lane: its S3M run is packed at 40,736.
+LANE1="probs200s3m probs200gru gru75 dce mode200s3m probs512gru mode200gru s3m200"
 LANE2="probs512s3m gru200"
 LANE3="dce10 pgdets3m0 pgdetgru0 pgdets3m1,2 pgdetgru1,2 dch"
 
