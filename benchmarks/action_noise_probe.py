@@ -20,7 +20,10 @@ most noise an entropy bonus can leave). At the query step (the last action's inp
   to rounding when the actions are the only noise, which the probe checks rather than assumes;
 
 and `memory_action_frequencies`, how often the policy takes each action on the memory steps (neither the first step
-nor the query). Written for issue 11 (docs/notes.md, "The actions' noise in the SSM state at 512").
+nor the query). `flip_effect` says where that noise comes from: the `shared` history with one step's action changed,
+for steps spread over the lags before the query, and how far each change moves x and h at the query, along the cue
+direction and in all, in units of the cue's gap (per lag bin). With independent actions, p(1 − p) times the sum over
+the lags of the squared move along the cue is the within-cue variance, to first order. Written for issue 11 (docs/notes.md, "The actions' noise in the SSM state at 512").
 
     python benchmarks/action_noise_probe.py RUN_DIR [episodes=400]
 """
@@ -84,7 +87,47 @@ def probe(logdir: str, episodes: int = 400) -> dict:
     for name, history in histories.items():
         features = jax.device_get(at_query(jnp.asarray(history)))
         report[name] = {part: loudness(np.asarray(f, np.float64), cues) for part, f in features.items()}
+        if name == "policy":
+            policy_features = {part: np.asarray(f, np.float64) for part, f in features.items()}
+    report["flip_effect"] = flip_effect(at_query, histories["shared"], policy_features, cues)
     return report
+
+
+def flip_effect(at_query, shared: np.ndarray, features: dict, cues: np.ndarray, flips: int = 24) -> dict:
+    """How far one memory step's action moves the state at the query, by how long before the query it was taken.
+
+    shared: (E, T, A) one action history given to every episode; features: part → (E, F) at the query with the
+    policy's own actions, which give the cue direction. For `flips` steps t spread log-uniformly over the lags
+    1 … T − 2 (lag = T − 1 − t: the query's state reads the action of step T − 2 last), the action at t is changed to the
+    next one and the episodes filtered again. → per part (x, h) and per lag bin, the mean of |Δ·u| and of ‖Δ‖ over
+    the flips and episodes, both in units of the cue's gap ‖mean(cue 1) − mean(cue 0)‖ along u."""
+    steps, n_actions = shared.shape[1], shared.shape[2]
+    lags = np.unique(np.geomspace(1, steps - 2, flips).round().astype(int))
+    base = jax.device_get(at_query(jnp.asarray(shared)))
+    axes = {part: cue_axis(f, cues) for part, f in features.items()}
+    units = {part: features[part][cues == 1].mean(0) - features[part][cues == 0].mean(0) for part in features}
+    moved = {part: {"along_cue": [], "total": []} for part in features}
+    for lag in lags:
+        flipped = shared.copy()
+        t = steps - 1 - lag
+        flipped[:, t] = np.roll(shared[:, t], 1, axis=-1)  # one-hot → the next action's one-hot
+        state = jax.device_get(at_query(jnp.asarray(flipped)))
+        for part in features:
+            gap = axes[part][0]
+            delta = np.asarray(state[part], np.float64) - np.asarray(base[part], np.float64)
+            moved[part]["along_cue"].append(float(np.abs(delta @ (units[part] / gap)).mean() / gap))
+            moved[part]["total"].append(float(np.linalg.norm(delta, axis=-1).mean() / gap))
+    bins = [(1, 3), (4, 15), (16, 63), (64, 255), (256, steps - 2)]
+    out: dict = {"lags": lags.tolist(), "actions": n_actions}
+    for part, effect in moved.items():
+        out[part] = {}
+        for low, high in bins:
+            chosen = (lags >= low) & (lags <= high)
+            if chosen.any():
+                out[part][f"{low}-{high}"] = {
+                    k: float(f"{np.mean(np.asarray(v)[chosen]):.3g}") for k, v in effect.items()
+                }
+    return out
 
 
 def loudness(features: np.ndarray, cues: np.ndarray) -> dict:
