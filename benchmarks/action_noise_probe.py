@@ -22,8 +22,10 @@ most noise an entropy bonus can leave). At the query step (the last action's inp
 and `memory_action_frequencies`, how often the policy takes each action on the memory steps (neither the first step
 nor the query). `flip_effect` says where that noise comes from: the `shared` history with one step's action changed,
 for steps spread over the lags before the query, and how far each change moves x and h at the query, along the cue
-direction and in all, in units of the cue's gap (per lag bin). With independent actions, p(1 − p) times the sum over
-the lags of the squared move along the cue is the within-cue variance, to first order. Written for issue 11 (docs/notes.md, "The actions' noise in the SSM state at 512").
+direction and in all, in units of the cue's gap (per lag bin). With two actions taken independently with probability
+p and 1 − p, p(1 − p) times the sum over every lag of the squared move along the cue is, to first order, the
+within-cue variance. Written for issue 11 (docs/notes.md, "The memory steps' actions are the only noise around the
+cue").
 
     python benchmarks/action_noise_probe.py RUN_DIR [episodes=400]
 """
@@ -98,8 +100,8 @@ def flip_effect(at_query, shared: np.ndarray, features: dict, cues: np.ndarray, 
 
     shared: (E, T, A) one action history given to every episode; features: part → (E, F) at the query with the
     policy's own actions, which give the cue direction. For `flips` steps t spread log-uniformly over the lags
-    1 … T − 2 (lag = T − 1 − t: the query's state reads the action of step T − 2 last), the action at t is changed to the
-    next one and the episodes filtered again. → per part (x, h) and per lag bin, the mean of |Δ·u| and of ‖Δ‖ over
+    1 … T − 2 (lag = T − 1 − t: the query's state reads the action of step T − 2 last), the action at t is changed to
+    the next one and the episodes filtered again. → per part (x, h) and per lag bin, the mean of |Δ·u| and of ‖Δ‖ over
     the flips and episodes, both in units of the cue's gap ‖mean(cue 1) − mean(cue 0)‖ along u."""
     steps, n_actions = shared.shape[1], shared.shape[2]
     lags = np.unique(np.geomspace(1, steps - 2, flips).round().astype(int))
