@@ -18,6 +18,9 @@ most noise an entropy bonus can leave). At the query step (the last action's inp
   separation above misses;
 * `within_cue_spread`: the within-cue standard deviation along that direction. With `shared` actions it is zero up
   to rounding when the actions are the only noise, which the probe checks rather than assumes;
+* `x_by_half_life` (the policy's actions): the same separation and probe in the modes of each half-life band, in
+  episode lengths T (below T/4, T/4 to T, T to 2T, above 2T; benchmarks/ssm_timescales.py's half-lives): which of the
+  state's modes hold the cue;
 
 and `memory_action_frequencies`, how often the policy takes each action on the memory steps (neither the first step
 nor the query). `flip_effect` says where that noise comes from: the `shared` history with one step's action changed,
@@ -41,6 +44,7 @@ import numpy as np
 from cue_probe import probe_accuracy
 from query_probe import filter_to_last, start_episodes
 from reward_probe import cue_axis, episode_length
+from ssm_timescales import half_lives
 
 from r2i import allocator
 
@@ -69,7 +73,7 @@ def probe(logdir: str, episodes: int = 400) -> dict:
     @jax.jit
     def at_query(action):  # the state after the query's observation, as the actor reads it to answer
         last = filter_to_last(wm, jnp.asarray(vectors), action, jnp.asarray(is_first), jax.random.key(2))
-        return {"h": last["h"].astype(jnp.float32), "x": wm.seq.flat_hidden(last["x"])}
+        return {"h": last["h"].astype(jnp.float32), "x": wm.seq.flat_hidden(last["x"]), "modes": last["x"]}
 
     n_actions = actions.shape[-1]
     histories = {
@@ -88,11 +92,30 @@ def probe(logdir: str, episodes: int = 400) -> dict:
     }
     for name, history in histories.items():
         features = jax.device_get(at_query(jnp.asarray(history)))
+        modes = features.pop("modes")  # (E, layers, P) complex64
         report[name] = {part: loudness(np.asarray(f, np.float64), cues) for part, f in features.items()}
         if name == "policy":
             policy_features = {part: np.asarray(f, np.float64) for part, f in features.items()}
+            report["policy"]["x_by_half_life"] = by_half_life(modes, half_lives(params), length, cues)
     report["flip_effect"] = flip_effect(at_query, histories["shared"], policy_features, cues)
     return report
+
+
+def by_half_life(modes: np.ndarray, half_life: np.ndarray, length: int, cues: np.ndarray) -> dict:
+    """modes: (E, layers, P) complex, the SSM state at the query; half_life: (layers, P) steps → the cue's
+    separation and ridge probe in the modes of each half-life band, in episode lengths T: below T/4, T/4 to T, T to
+    2T, above 2T (a mode above 2T keeps more than 70 % of the cue to the query)."""
+    bands = {"<T/4": (0, length / 4), "T/4-T": (length / 4, length), "T-2T": (length, 2 * length),
+             ">2T": (2 * length, np.inf)}
+    out = {}
+    for name, (low, high) in bands.items():
+        chosen = (half_life >= low) & (half_life < high)
+        if chosen.any():
+            f = np.concatenate([modes[:, chosen].real, modes[:, chosen].imag], -1).astype(np.float64)
+            gap, _, within = cue_axis(f, cues)
+            out[name] = {"modes": int(chosen.sum()), "cue_raw_separation": round(gap / within, 2),
+                         "cue_probe": probe_accuracy(f, cues)}
+    return out
 
 
 def flip_effect(at_query, shared: np.ndarray, features: dict, cues: np.ndarray, flips: int = 24) -> dict:

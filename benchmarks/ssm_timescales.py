@@ -33,11 +33,24 @@ def ssm_layers(params) -> list[dict[str, np.ndarray]]:
             names = names[:-1]
         if names and names[-1] in ("lam_re", "lam_im", "log_step"):
             found.setdefault("/".join(names[:-1]), {})[names[-1]] = np.asarray(leaf)
-    return [found[k] for k in sorted(found)]
+    def layer_order(path: str):  # blocks/2 before blocks/10, as the state's layer axis orders them
+        return [(0, int(part), "") if part.isdigit() else (1, 0, part) for part in path.split("/")]
+
+    return [found[k] for k in sorted(found, key=layer_order)]
+
+
+def decay_rate(layer: dict[str, np.ndarray]) -> np.ndarray:
+    """−Re(Λ)·Δ per step of every mode (P,), with Re(Λ) clipped as r2i.ssm clips it."""
+    return -np.minimum(layer["lam_re"], -1e-4) * np.exp(layer["log_step"])
+
+
+def half_lives(params) -> np.ndarray:
+    """Every S5 layer's modes' half-lives in steps, (layers, P), in the order of the SSM state's layer axis."""
+    return np.stack([np.log(2.0) / decay_rate(layer) for layer in ssm_layers(params)])
 
 
 def timescales(layer: dict[str, np.ndarray], lengths: list[int]) -> dict:
-    rate = -np.minimum(layer["lam_re"], -1e-4) * np.exp(layer["log_step"])  # −Re(Λ)·Δ per step, as r2i.ssm clips
+    rate = decay_rate(layer)
     half_life = np.log(2.0) / rate
     q = np.quantile(half_life, [0.5, 0.9])
     return {"modes": int(rate.size), "half_life_median": round(float(q[0]), 1), "half_life_p90": round(float(q[1]), 1),
