@@ -158,6 +158,9 @@ def _read_sweep(csv_path: Path) -> list[dict]:
     return rows
 
 
+LINE_MARKERS = ("o", "s", "D", "v", "P", "X")  # the sweep figure's lines, in order; published points are hollow
+
+
 def sweep_table(paths: list[Path]) -> dict[str, dict[str, dict[str, list[float]]]]:
     """suite -> line -> setting -> success over seeds, from sweep CSVs; a line is a model, or with several CSVs
     `model · CSV name`. Settings are numbers (memory lengths, delays) or names (POPGym environments)."""
@@ -197,7 +200,7 @@ def plot_sweep(csv_path: str | Path | list, out: str | Path, published: bool = T
         numeric = all(_is_number(s) for s in names)
         names.sort(key=float if numeric else str)
         position = {s: (float(s) if numeric else i) for i, s in enumerate(names)}
-        for model in sorted(table[suite]):
+        for index, model in enumerate(sorted(table[suite])):
             by_setting = table[suite][model]
             settings = [s for s in names if s in by_setting]
             xs = np.array([position[s] for s in settings])
@@ -205,7 +208,11 @@ def plot_sweep(csv_path: str | Path | list, out: str | Path, published: bool = T
             mean = np.array([v.mean() for v in values])
             counts = sorted({len(v) for v in values})
             seeds = f"{counts[0]}" if len(counts) == 1 else f"{counts[0]}–{counts[-1]}"
-            (line,) = ax.plot(xs, mean, marker="o", label=f"{model} ({seeds} seed{'' if seeds == '1' else 's'} per point)")
+            # Each line a smaller marker of its own shape, so that lines meeting at a point (two models both at 1.0)
+            # still show every one of them there.
+            (line,) = ax.plot(xs, mean, marker=LINE_MARKERS[index % len(LINE_MARKERS)],
+                              markersize=max(4.0, 10.0 - 1.5 * index),
+                              label=f"{model} ({seeds} seed{'' if seeds == '1' else 's'} per point)")
             low, high = np.array([v.min() for v in values]), np.array([v.max() for v in values])
             ax.fill_between(xs, low, high, color=line.get_color(), alpha=0.2, linewidth=0)
         ticks = [position[s] for s in names]
