@@ -9,8 +9,8 @@ up there as noise around the cue unless the input projection learns to leave the
 Plays `episodes` episodes with the run's policy ('sample', as in training), then filters each whole episode through
 the world model three times, with three action histories: the policy's own; one episode's actions given to every
 episode (`shared`: then nothing but the cue differs between episodes); uniformly random actions (`uniform`, the
-most noise an entropy bonus can leave). At the query step (the last action's input) it reports for the SSM state x
-(Re, Im of every layer) and the sequence model's output h:
+most noise an entropy bonus can leave). At the query (the state the actor answers from) it reports for the SSM state
+x (Re, Im of every layer) and the sequence model's output h:
 
 * `cue_raw_separation`: the gap between the two cues' mean features along their difference, in within-cue standard
   deviations (benchmarks/reward_probe.py's `cue_axis`): how far apart the two cues sit in what the heads read;
