@@ -66,7 +66,7 @@ model.latent_input=probs run.steps=1000000" ;;
         dch) echo "--suite discounting_chain --settings 100 --models s3m,gru --seeds 0,1 --root $B/runs/dc_h2000 \
 --carry $B/carry/dc_h2000 --csv $B/results/discounting_chain_h2000.csv $DC behavior.discount=0.9995 \
 behavior.entropy=1e-2" ;;
-        # Stops at the issue's goal, 0.95 normalised return (POPGym has no success metric; stop_metric reads the return).
+        # Stops at the issue's goal, 0.95 normalised return (POPGym has no success; stop_metric reads the return).
         popgym) echo "--suite popgym --settings RepeatPreviousEasy --models s3m,gru --seeds 0 --preset popgym_cpu \
 --root $B/runs/popgym --carry $B/carry/popgym --csv $B/results/popgym_repeat_previous.csv run.eval_episodes=100 \
 run.eval_every=5000 run.stop_at_success=0.95 run.stop_metric=eval/return run.steps=100000" ;;
