@@ -23,6 +23,17 @@ from r2i.sequence import make_sequence_model
 from r2i.spaces import ActionSpace, Space
 
 
+def reward_head(cfg: ModelConfig, in_features: int, *, dtype=jnp.float32, rngs: nnx.Rngs) -> MLP:
+    """The reward head of `model` config `cfg`: (…, in_features) → (…, reward_bins) two-hot logits.
+
+    DreamerV3 starts its output kernel at zero (early predictions exactly 0). Then the reward loss sends no gradient
+    into the head's hidden layer or the features until that kernel has grown; a drawn start (`reward_out_scale` > 0)
+    sends it from the first update (docs/notes.md, "Two things hold the XOR back")."""
+    out_init = zeros if cfg.reward_out_scale == 0 else fan_avg_init(cfg.reward_out_scale)
+    return MLP(in_features, cfg.reward_head.layers, cfg.reward_head.units, cfg.reward_bins, out_init=out_init,
+               dtype=dtype, rngs=rngs)
+
+
 class WorldModel(nnx.Module):
     def __init__(
         self, cfg: ModelConfig, obs_space: dict[str, Space], act_space: ActionSpace, *, dtype, rngs: nnx.Rngs
@@ -70,12 +81,7 @@ class WorldModel(nnx.Module):
         # The reward and continue heads may also read the S5 hidden state (`model.head_inputs`); the decoders read (h, z).
         self.head_inputs = cfg.head_inputs
         head = self.seq.head_feature_size(cfg.head_inputs)
-        # DreamerV3 starts the reward head's output kernel at zero (early predictions exactly 0). Then the reward loss
-        # sends no gradient into the head's hidden layer or the features until that kernel has grown; a drawn start
-        # (`reward_out_scale` > 0) sends it from the first update (docs/notes.md, "Two things hold the XOR back").
-        out_init = zeros if cfg.reward_out_scale == 0 else fan_avg_init(cfg.reward_out_scale)
-        self.reward = MLP(head, cfg.reward_head.layers, cfg.reward_head.units, cfg.reward_bins, out_init=out_init,
-                          dtype=dtype, rngs=rngs)
+        self.reward = reward_head(cfg, head, dtype=dtype, rngs=rngs)
         self.cont = MLP(head, cfg.cont_head.layers, cfg.cont_head.units, 1, dtype=dtype, rngs=rngs)
         self.scales = self.loss_scales(cfg, bool(self.vector_keys), bool(self.image_keys))
 
