@@ -441,6 +441,27 @@ def test_world_model_loss_falls_on_synthetic_task(make_agent, sequence, act):
     assert last["model/loss_vector"] < first["model/loss_vector"] / 5, (first, last)
 
 
+def test_reward_loss_on_rewarded_steps_is_their_mean_and_missing_without_one(make_agent):
+    """`model/loss_reward_nonzero` is the two-hot loss averaged over the steps with a nonzero reward only (a sparse
+    task's rare rewards, which the mean over all steps hides); a batch without one gives NaN, which the logger drops."""
+    from r2i.metrics import to_scalars
+
+    agent = make_agent("s3m", "vector", "discrete")
+    params = agent.init(jax.random.key(0)).params
+    wm = agent.world_model({"model": params["model"], "ssm": params["ssm"]})
+    batch = synthetic_batch(agent)
+    initial = wm.seq.initial(batch["is_first"].shape[0])
+    _, (_, out, metrics) = wm.loss(batch, initial, jax.random.key(0))
+    nll = dists.twohot_nll(wm.reward(wm.seq.head_features(out, wm.head_inputs)), batch["reward"],
+                           dists.twohot_bins(wm.bins))
+    rewarded = np.asarray(batch["reward"]) != 0
+    assert 0 < rewarded.sum() < rewarded.size
+    np.testing.assert_allclose(metrics["model/loss_reward_nonzero"], np.asarray(nll)[rewarded].mean(), rtol=1e-5)
+    _, (_, _, metrics) = wm.loss(batch | {"reward": jnp.zeros_like(batch["reward"])}, initial, jax.random.key(0))
+    assert np.isnan(metrics["model/loss_reward_nonzero"])
+    assert "model/loss_reward_nonzero" not in to_scalars(metrics) and "model/loss_reward" in to_scalars(metrics)
+
+
 # ----------------------------------------------------------------------------------------------------------------------
 # Gradient isolation
 # ----------------------------------------------------------------------------------------------------------------------

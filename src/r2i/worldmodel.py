@@ -167,7 +167,14 @@ class WorldModel(nnx.Module):
         loss = weighted_loss(terms, self.scales)
 
         metrics = {f"model/loss_{k}": v.mean() for k, v in terms.items()}
+        # On sparse tasks the mean hides the rare rewarded steps (1 in 514 at memory length 512): their own mean says
+        # whether the head learns them. NaN in a batch without one, which the logger leaves out of its means.
+        rewarded = batch["reward"] != 0
+        count = rewarded.sum()
         metrics.update({
+            "model/loss_reward_nonzero": jnp.where(
+                count > 0, jnp.sum(jnp.where(rewarded, terms["reward"], 0.0)) / jnp.maximum(count, 1), jnp.nan
+            ),
             "model/loss": loss,
             "model/kl": kl_dyn.mean(),
             "model/post_entropy": jnp.sum(dists.categorical_entropy(post), -1).mean(),
