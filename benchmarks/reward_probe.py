@@ -15,6 +15,12 @@ the answer's reward is predicted, it reports:
   100, 200, 400, … episodes (up to half of them), accuracy on those and on the held-out second half: whether these
   inputs teach it the XOR once nothing else moves and the reward examples are not rare, and how that grows with the
   episodes; `refit_standardised` the same on the largest set with every feature z-scored, as the ridge probes see them;
+* `fresh_head_accuracy`: the same refits from a **freshly drawn** head of the run's architecture (its layers, units,
+  bins and output start), held-out accuracy only: whether the features teach the XOR to a head that has not been
+  trained on the run's data, against the run's head carrying what it learned;
+* `slow_modes_head` (S3M): a freshly drawn head of the same architecture reading only x's modes with half-lives above
+  2T (T the episode's steps; Re and Im; benchmarks/ssm_timescales.py's `half_lives`) and the answer (one-hot), held-out
+  accuracy: whether the cue in the slow modes alone is enough for the XOR;
 * `cue_share`: the share of f's variance, raw as the head's first layer sees it (the probe standardises every
   feature), along the difference of the two cues' means: how loud the cue is among everything else f carries;
   `cue_raw_separation` the gap between the two cues' means along that direction, in within-cue standard deviations.
@@ -38,9 +44,11 @@ import optax
 from cue_probe import probe_accuracy
 from flax import nnx
 from query_probe import filter_to_last, flat_features, start_episodes
+from ssm_timescales import half_lives
 
 from r2i import allocator, dists
 from r2i.envs import make_env
+from r2i.worldmodel import reward_head
 
 
 def episode_length(task: str, options: dict) -> int:
@@ -88,9 +96,9 @@ def probe(logdir: str, episodes: int = 400) -> dict:
     @jax.jit
     def at_reward(vector, action, first, key):
         last = filter_to_last(wm, vector, action, first, key)
-        return wm.reward_mean(last), flat_features(wm.seq.head_features(last, wm.head_inputs))
+        return wm.reward_mean(last), flat_features(wm.seq.head_features(last, wm.head_inputs)), last.get("x")
 
-    predicted, features = jax.device_get(
+    predicted, features, modes = jax.device_get(
         at_reward(jnp.asarray(vectors), jnp.asarray(actions), jnp.asarray(is_first), jax.random.key(2))
     )
     middle = (reward.max() + reward.min()) / 2  # between the right answer's reward and the wrong one's
@@ -102,10 +110,28 @@ def probe(logdir: str, episodes: int = 400) -> dict:
         for a in range(n_answers)
     }
     sizes = [n for n in (100, 200, 400, 800, 1600) if n <= episodes // 2]
-    refit = {str(n): refit_head(wm, inputs, reward, middle, lr, n) for n in sizes}
+    bins = dists.twohot_bins(wm.bins)
+
+    def fresh(width: int):  # a newly drawn head of the run's architecture for `width` input features
+        return reward_head(config.model, width, rngs=nnx.Rngs(3))
+
+    refit = {str(n): refit_head(wm.reward, inputs, reward, middle, lr, n, bins) for n in sizes}
     # the same with every feature z-scored on the training episodes, as the ridge probes see them
     mean, std = inputs[: sizes[-1]].mean(0), inputs[: sizes[-1]].std(0) + 1e-6
-    refit_standardised = {str(sizes[-1]): refit_head(wm, (inputs - mean) / std, reward, middle, lr, sizes[-1])}
+    standardised = (inputs - mean) / std
+    refit_standardised = {str(sizes[-1]): refit_head(wm.reward, standardised, reward, middle, lr, sizes[-1], bins)}
+    fresh_refit = {str(n): refit_head(fresh(inputs.shape[1]), inputs, reward, middle, lr, n, bins)["held_out"]
+                   for n in sizes}
+    slow = {}
+    if modes is not None:  # S3M: x's modes (E, layers, P) complex
+        chosen = half_lives(params) > 2 * length
+        slow_inputs = np.concatenate(
+            [modes[:, chosen].real, modes[:, chosen].imag, np.eye(n_answers, dtype=np.float32)[answers]], -1
+        ).astype(np.float32)
+        slow = {"slow_modes": int(chosen.sum())} | {
+            str(n): refit_head(fresh(slow_inputs.shape[1]), slow_inputs, reward, middle, lr, n, bins)["held_out"]
+            for n in sizes
+        }
     return {
         "logdir": logdir,
         "head_inputs": wm.head_inputs,
@@ -119,17 +145,26 @@ def probe(logdir: str, episodes: int = 400) -> dict:
         "head_mean_prediction": pairs,
         "refit_accuracy": refit,
         "refit_standardised": refit_standardised,
+        "fresh_head_accuracy": fresh_refit,
+        **({"slow_modes_head": slow} if slow else {}),
     }
 
 
 def refit_head(
-    wm, features: np.ndarray, reward: np.ndarray, middle: float, lr: float, train: int, updates: int = 3000
+    head: nnx.Module,
+    features: np.ndarray,
+    reward: np.ndarray,
+    middle: float,
+    lr: float,
+    train: int,
+    bins: jax.Array,
+    updates: int = 3000,
 ) -> dict:
-    """Train the run's reward head further, alone, on the first `train` episodes' last steps (features (E, F)
-    float32, reward (E,)): full batches, its own two-hot loss, Adam at the world model's learning rate, `updates`
-    updates. → accuracy (the prediction's side of `middle`) on those episodes and on the held-out second half."""
-    graph, state = nnx.split(wm.reward)
-    bins = dists.twohot_bins(wm.bins)
+    """Train a reward head (the run's, or a fresh one; its module is left as it was) alone on the first `train`
+    episodes' last steps (features (E, F) float32, reward (E,)): full batches, the two-hot loss over `bins`, Adam at
+    the world model's learning rate, `updates` updates. → accuracy (the prediction's side of `middle`) on those
+    episodes and on the held-out second half."""
+    graph, state = nnx.split(head)
     half = len(features) // 2
     if train > half:
         raise ValueError(f"refit_head: {train} training episodes would overlap the held-out half ({half})")
