@@ -37,8 +37,10 @@ model.latent_input=probs run.steps=150000" ;;
 --root $B/runs/mode_200 --carry $B/carry/mode_200 --csv $B/results/memory_len_mode.csv $HIDDEN \
 model.latent_input=mode run.steps=150000" ;;
         # Windows of 2,048 steps at B = 1; reading samples, ≈ 750,000 env steps were expected (benchmarks/README.md).
-        # The GRU reading probabilities solved 200 too, so both go to 512 (the issue: until one of them fails).
-        probs512s3m|probs512gru) echo "--suite memory_len --settings 512 --models ${1#probs512} --seeds 0,1 \
+        # The GRU reading probabilities solved 200 too, so both go to 512 (the issue: until one of them fails). S3M's
+        # seed 0 solved 512 at 342,004: three seeds at the longest length it solves (the issue), the GRU's two first.
+        probs512s3m|probs512gru) seeds=0,1; [ "$1" = probs512s3m ] && seeds=0,1,2
+            echo "--suite memory_len --settings 512 --models ${1#probs512} --seeds $seeds \
 --root $B/runs/probs_512 --carry $B/carry/probs_512 --csv $B/results/memory_len_probs.csv $HIDDEN \
 model.latent_input=probs run.steps=1000000" ;;
         # S3M reading samples at 200: seed 0 was at chance through 103,004 env steps when it was paused for the lead.
@@ -83,9 +85,8 @@ run.eval_every=5000 run.stop_at_success=0.95 run.stop_metric=eval/return run.ste
 }
 # The sweep runs a job's runs in its plan's order (settings, models, seeds). Lane 1: every discounting-chain delay (the
 # issue's table; runs of ≤ 30,000 env steps), then the GRU at 512 at S3M's budget (the issue: both models until one
-# fails; S3M's seed 0 was at chance, 0.18–0.77 and 0.51 on average, through 300,132 env steps when this order was set,
-# so the two are compared at equal env steps), then S3M reading samples at 200. Lane 2: S3M at 512 (1,000,000 env steps,
-# many sessions). Lane 3: POPGym evaluated deterministically (each model's seed 0, then seeds 1 and 2; ≤ 100,000 each),
+# fails; S3M's seed 0 solved at 342,004 env steps after sitting near chance to ≈ 320,000), then S3M reading samples at
+# 200. Lane 2: S3M at 512 (seeds 0-2, 1,000,000 env steps each, many sessions). Lane 3: POPGym evaluated deterministically (each model's seed 0, then seeds 1 and 2; ≤ 100,000 each),
 # γ = 1 − 1/2000 at delay 100, then both models reading the latents' mode at 200 (an alternative to `probs`, not the
 # issue's). Finished jobs stay in their lanes, for `status` and `pack`; the greedy POPGym job is in no lane (its S3M
 # run is packed at 40,736).
