@@ -86,10 +86,10 @@ run.eval_every=5000 run.stop_at_success=0.95 run.stop_metric=eval/return run.ste
 # The sweep runs a job's runs in its plan's order (settings, models, seeds). Lane 1: every discounting-chain delay (the
 # issue's table; runs of ≤ 30,000 env steps), then the GRU at 512 at S3M's budget (the issue: both models until one
 # fails; S3M's seed 0 solved at 342,004 env steps after sitting near chance to ≈ 320,000), then S3M reading samples at
-# 200. Lane 2: S3M at 512 (seeds 0-2, 1,000,000 env steps each, many sessions). Lane 3: POPGym evaluated deterministically (each model's seed 0, then seeds 1 and 2; ≤ 100,000 each),
-# γ = 1 − 1/2000 at delay 100, then both models reading the latents' mode at 200 (an alternative to `probs`, not the
-# issue's). Finished jobs stay in their lanes, for `status` and `pack`; the greedy POPGym job is in no lane (its S3M
-# run is packed at 40,736).
+# 200. Lane 2: S3M at 512 (seeds 0-2, 1,000,000 env steps each, many sessions). Lane 3: POPGym evaluated
+# deterministically (each model's seed 0, then seeds 1 and 2; ≤ 100,000 each), γ = 1 − 1/2000 at delay 100, then both
+# models reading the latents' mode at 200 (an alternative to `probs`, not the issue's). Finished jobs stay in their
+# lanes, for `status` and `pack`; the greedy POPGym job is in no lane (its S3M run is packed at 40,736).
 LANE1="probs200s3m probs200gru gru75 dce probs512gru s3m200"
 LANE2="probs512s3m gru200"
 LANE3="dce10 pgdets3m0 pgdetgru0 pgdets3m1,2 pgdetgru1,2 dch mode200s3m mode200gru"
