@@ -38,9 +38,11 @@ model.latent_input=probs run.steps=150000" ;;
 model.latent_input=mode run.steps=150000" ;;
         # Windows of 2,048 steps at B = 1; reading samples, ≈ 750,000 env steps were expected (benchmarks/README.md).
         # The GRU reading probabilities solved 200 too, so both go to 512 (the issue: until one of them fails). S3M's
-        # seed 0 solved 512 at 342,004: three seeds at the longest length it solves (the issue), the GRU's two first.
-        probs512s3m|probs512gru) seeds=0,1; [ "$1" = probs512s3m ] && seeds=0,1,2
-            echo "--suite memory_len --settings 512 --models ${1#probs512} --seeds $seeds \
+        # seed 0 solved 512 at 342,004: three seeds at the longest length it solves (the issue); seed 2 is its own job
+        # (probs512s3m2, same root and CSV) so that it can run in another lane beside seed 1.
+        probs512s3m|probs512gru|probs512s3m2) seeds=0,1; model=${1#probs512}
+            [ "$1" = probs512s3m2 ] && seeds=2 && model=s3m
+            echo "--suite memory_len --settings 512 --models $model --seeds $seeds \
 --root $B/runs/probs_512 --carry $B/carry/probs_512 --csv $B/results/memory_len_probs.csv $HIDDEN \
 model.latent_input=probs run.steps=1000000" ;;
         # S3M reading samples at 200: seed 0 was at chance through 103,004 env steps when it was paused for the lead.
@@ -86,13 +88,14 @@ run.eval_every=5000 run.stop_at_success=0.95 run.stop_metric=eval/return run.ste
 # The sweep runs a job's runs in its plan's order (settings, models, seeds). Lane 1: every discounting-chain delay (the
 # issue's table; runs of ≤ 30,000 env steps), then the GRU at 512 at S3M's budget (the issue: both models until one
 # fails; S3M's seed 0 solved at 342,004 env steps after sitting near chance to ≈ 320,000), then S3M reading samples at
-# 200. Lane 2: S3M at 512 (seeds 0-2, 1,000,000 env steps each, many sessions). Lane 3: POPGym evaluated
-# deterministically (each model's seed 0, then seeds 1 and 2; ≤ 100,000 each), γ = 1 − 1/2000 at delay 100, then both
-# models reading the latents' mode at 200 (an alternative to `probs`, not the issue's). Finished jobs stay in their
-# lanes, for `status` and `pack`; the greedy POPGym job is in no lane (its S3M run is packed at 40,736).
+# 200. Lane 2: S3M at 512 (seeds 0, 1; 1,000,000 env steps each, many sessions). Lane 3: POPGym evaluated
+# deterministically (each model's seed 0, then seeds 1 and 2; ≤ 100,000 each), γ = 1 − 1/2000 at delay 100, S3M's seed 2
+# at 512 (beside seed 1 in lane 2), then both models reading the latents' mode at 200 (an alternative to `probs`, not
+# the issue's). Finished jobs stay in their lanes, for `status` and `pack`; the greedy POPGym job is in no lane (its S3M
+# run is packed at 40,736).
 LANE1="probs200s3m probs200gru gru75 dce probs512gru s3m200"
 LANE2="probs512s3m gru200"
-LANE3="dce10 pgdets3m0 pgdetgru0 pgdets3m1,2 pgdetgru1,2 dch mode200s3m mode200gru"
+LANE3="dce10 pgdets3m0 pgdetgru0 pgdets3m1,2 pgdetgru1,2 dch probs512s3m2 mode200s3m mode200gru"
 
 lane() {  # run jobs in order; a SIGTERM stops the running sweep (its trainings checkpoint) and the lane
     echo $$ > "$B/runs/$1.pid"
