@@ -27,7 +27,8 @@ the answer's reward is predicted, it reports:
 
 Probes that read the cue and the answer while the head's predictions do not depend on their XOR say that the world
 model's reward loss has not learned a reward that its inputs hold: not its memory, its reward head fails. Written for
-issue 11 (docs/notes.md, "At 512 the reward head does not learn what x holds").
+issue 11 (docs/notes.md, "At 512 the reward head does not learn what x holds" and "At 512 the features became ready
+first, the reward head followed").
 
     python benchmarks/reward_probe.py RUN_DIR [episodes=400]   # at least 200
 """
