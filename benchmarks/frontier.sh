@@ -61,9 +61,10 @@ model.latent_input=probs run.steps=1000000" ;;
         # Entropy 1e-2 (the memory_len runs' value) instead of the preset's 3e-4: at 3e-4 both models' first action
         # settled on a chain without the bonus (S3M delay 3, the GRU delay 1) within ≈ 40 episodes and hardly ever
         # tried the delay-10 chain again (docs/notes.md, "The discounting chain at delay 10"). Delay 10 on three seeds
-        # first (the lead), then every delay on two; one root and CSV.
-        dce10|dce) if [ "$1" = dce10 ]; then runs="--settings 10 --seeds 0,1,2"; else runs="--settings 1,3,10,30,100 \
---seeds 0,1"; fi
+        # first (the lead), then delays 1-30 on two seeds, delay 100 on two (dce100, after S3M's seed 1 at 512, so
+        # that the GRU at 512 starts sooner in lane 1); one root and CSV.
+        dce10|dce|dce100) case $1 in dce10) runs="--settings 10 --seeds 0,1,2" ;; dce) runs="--settings 1,3,10,30 \
+--seeds 0,1" ;; *) runs="--settings 100 --seeds 0,1" ;; esac
             echo "--suite discounting_chain $runs --models s3m,gru --root $B/runs/dc_e1e-2 --carry $B/carry/dc_e1e-2 \
 --csv $B/results/discounting_chain_e1e-2.csv $DC behavior.entropy=1e-2" ;;
         # γ = 1 − 1/2000: the bonus at delay 100 is worth 1.1·γ¹⁰⁰ = 1.05 > 1 (at 1 − 1/333 it is worth 0.81 < 1).
@@ -85,16 +86,17 @@ run.eval_every=5000 run.stop_at_success=0.95 run.stop_metric=eval/return run.ste
         *) echo "frontier.sh: no job $1" >&2; exit 2 ;;
     esac
 }
-# The sweep runs a job's runs in its plan's order (settings, models, seeds). Lane 1: every discounting-chain delay (the
+# The sweep runs a job's runs in its plan's order (settings, models, seeds). Lane 1: discounting-chain delays 1-30 (the
 # issue's table; runs of ≤ 30,000 env steps), then the GRU at 512 at S3M's budget (the issue: both models until one
 # fails; S3M's seed 0 solved at 342,004 env steps after sitting near chance to ≈ 320,000), then S3M reading samples at
-# 200. Lane 2: S3M at 512 (seeds 0, 1; 1,000,000 env steps each, many sessions). Lane 3: POPGym evaluated
-# deterministically (each model's seed 0, then seeds 1 and 2; ≤ 100,000 each), γ = 1 − 1/2000 at delay 100, S3M's seed 2
-# at 512 (beside seed 1 in lane 2), then both models reading the latents' mode at 200 (an alternative to `probs`, not
-# the issue's). Finished jobs stay in their lanes, for `status` and `pack`; the greedy POPGym job is in no lane (its S3M
-# run is packed at 40,736).
+# 200. Lane 2: S3M at 512 (seeds 0, 1; 1,000,000 env steps each, many sessions), then discounting-chain delay 100 (at γ
+# = 1 − 1/333 the bonus is not worth taking: it measures discounting), then the GRU reading samples at 200. Lane 3:
+# POPGym evaluated deterministically (each model's seed 0, then seeds 1 and 2; ≤ 100,000 each), γ = 1 − 1/2000 at delay
+# 100, S3M's seed 2 at 512 (beside seed 1 in lane 2), then both models reading the latents' mode at 200 (an alternative
+# to `probs`, not the issue's). Finished jobs stay in their lanes, for `status` and `pack`; the greedy POPGym job is in
+# no lane (its S3M run is packed at 40,736).
 LANE1="probs200s3m probs200gru gru75 dce probs512gru s3m200"
-LANE2="probs512s3m gru200"
+LANE2="probs512s3m dce100 gru200"
 LANE3="dce10 pgdets3m0 pgdetgru0 pgdets3m1,2 pgdetgru1,2 dch probs512s3m2 mode200s3m mode200gru"
 
 lane() {  # run jobs in order; a SIGTERM stops the running sweep (its trainings checkpoint) and the lane
