@@ -4,9 +4,9 @@
 # its CSV already records, and a stopped run resumes from its checkpoint (or, on a fresh clone, from its archive in
 # benchmarks/carry/). Lanes side by side on a 2-core CPU, one XLA thread each (`run.cpu_threads=1`).
 #
-#   benchmarks/frontier.sh lane1 &    # every discounting-chain delay, the GRU at 512
+#   benchmarks/frontier.sh lane1 &    # discounting-chain delays 1-30, the GRU at 512
 #   benchmarks/frontier.sh lane2 &    # S3M at 512, the GRU reading samples at 200
-#   benchmarks/frontier.sh lane3 &    # POPGym, γ = 1 − 1/2000, 200 reading the mode
+#   benchmarks/frontier.sh lane3 &    # POPGym, γ = 1 − 1/2000, delay 100, 200 reading the mode
 #   benchmarks/frontier.sh status     # `r2i sweep --status` of every job: training, packed, solved, ...
 #   benchmarks/frontier.sh stop       # SIGTERM to the lanes: their trainings checkpoint and exit
 #   benchmarks/frontier.sh pack       # then: every unfinished run into benchmarks/carry/ (commit those archives)
@@ -39,7 +39,7 @@ model.latent_input=mode run.steps=150000" ;;
         # Windows of 2,048 steps at B = 1; reading samples, ≈ 750,000 env steps were expected (benchmarks/README.md).
         # The GRU reading probabilities solved 200 too, so both go to 512 (the issue: until one of them fails). S3M's
         # seed 0 solved 512 at 342,004: three seeds at the longest length it solves (the issue); seed 2 is its own job
-        # (probs512s3m2, same root and CSV) so that it can run in another lane beside seed 1.
+        # (probs512s3m2, same root and CSV) so that it can run in another lane than seed 1.
         probs512s3m|probs512gru|probs512s3m2) seeds=0,1; model=${1#probs512}
             [ "$1" = probs512s3m2 ] && seeds=2 && model=s3m
             echo "--suite memory_len --settings 512 --models $model --seeds $seeds \
@@ -61,8 +61,8 @@ model.latent_input=probs run.steps=1000000" ;;
         # Entropy 1e-2 (the memory_len runs' value) instead of the preset's 3e-4: at 3e-4 both models' first action
         # settled on a chain without the bonus (S3M delay 3, the GRU delay 1) within ≈ 40 episodes and hardly ever
         # tried the delay-10 chain again (docs/notes.md, "The discounting chain at delay 10"). Delay 10 on three seeds
-        # first (the lead), then delays 1-30 on two seeds, delay 100 on two (dce100, after S3M's seed 1 at 512, so
-        # that the GRU at 512 starts sooner in lane 1); one root and CSV.
+        # first (the lead), then delays 1-30 on two seeds, delay 100 on two (dce100, in lane 3, so that the GRU at 512
+        # starts sooner in lane 1); one root and CSV.
         dce10|dce|dce100) case $1 in dce10) runs="--settings 10 --seeds 0,1,2" ;; dce) runs="--settings 1,3,10,30 \
 --seeds 0,1" ;; *) runs="--settings 100 --seeds 0,1" ;; esac
             echo "--suite discounting_chain $runs --models s3m,gru --root $B/runs/dc_e1e-2 --carry $B/carry/dc_e1e-2 \
@@ -88,16 +88,15 @@ run.eval_every=5000 run.stop_at_success=0.95 run.stop_metric=eval/return run.ste
 }
 # The sweep runs a job's runs in its plan's order (settings, models, seeds). Lane 1: discounting-chain delays 1-30 (the
 # issue's table; runs of ≤ 30,000 env steps), then the GRU at 512 at S3M's budget (the issue: both models until one
-# fails; S3M's seed 0 solved at 342,004 env steps after sitting near chance to ≈ 320,000), then S3M reading samples at
-# 200. Lane 2: S3M at 512 (seeds 0, 1; 1,000,000 env steps each, many sessions), then discounting-chain delay 100 (at γ
-# = 1 − 1/333 the bonus is not worth taking: it measures discounting), then the GRU reading samples at 200. Lane 3:
-# POPGym evaluated deterministically (each model's seed 0, then seeds 1 and 2; ≤ 100,000 each), γ = 1 − 1/2000 at delay
-# 100, S3M's seed 2 at 512 (beside seed 1 in lane 2), then both models reading the latents' mode at 200 (an alternative
-# to `probs`, not the issue's). Finished jobs stay in their lanes, for `status` and `pack`; the greedy POPGym job is in
-# no lane (its S3M run is packed at 40,736).
+# fails), then S3M reading samples at 200. Lane 2: S3M at 512 (seeds 0, 1, then 2; 1,000,000 env steps each: seed 0
+# solved at 342,004, seed 1 at 68,004), then the GRU reading samples at 200. Lane 3: POPGym evaluated deterministically
+# (each model's seed 0, then seeds 1 and 2; ≤ 100,000 each), γ = 1 − 1/2000 at delay 100, discounting-chain delay 100 at
+# γ = 1 − 1/333 (where the bonus is not worth taking: it measures discounting), then both models reading the latents'
+# mode at 200 (an alternative to `probs`, not the issue's). Finished jobs stay in their lanes, for `status` and `pack`;
+# the greedy POPGym job is in no lane (its S3M run is packed at 40,736).
 LANE1="probs200s3m probs200gru gru75 dce probs512gru s3m200"
-LANE2="probs512s3m dce100 gru200"
-LANE3="dce10 pgdets3m0 pgdetgru0 pgdets3m1,2 pgdetgru1,2 dch probs512s3m2 mode200s3m mode200gru"
+LANE2="probs512s3m probs512s3m2 gru200"
+LANE3="dce10 pgdets3m0 pgdetgru0 pgdets3m1,2 pgdetgru1,2 dch dce100 mode200s3m mode200gru"
 
 lane() {  # run jobs in order; a SIGTERM stops the running sweep (its trainings checkpoint) and the lane
     echo $$ > "$B/runs/$1.pid"
