@@ -19,6 +19,7 @@ import r2i
 from r2i import cli
 from r2i import config as cfgmod
 from r2i.checkpoint import Checkpointer
+from r2i.console import format_result
 from r2i.run import Trainer, load_config
 
 # The `tiny` preset: the loop's properties do not depend on the model's size, and compiling stays cheap. Without its
@@ -201,7 +202,13 @@ def test_a_run_solved_then_stopped_resumes_to_its_final_evaluation(tmp_path):
     result = train(config, quiet=True)
     assert result["solved"] and not result["stopped_early"] and result["env_steps"] == 24
     assert result["eval/episodes"] == 2  # the final evaluation ran
-    assert finished_result(config) is not None and train(config, quiet=True)["finished_before"]
+    again = train(config, quiet=True)
+    assert finished_result(config) is not None and again["finished_before"] == "solved"
+    assert "already solved its task (24 env steps)" in format_result(again, tmp_path).splitlines()[0]
+    # The stop rule set to never, or above the score it stopped at: a solved run trains on (--force for the change).
+    for threshold in (0.0, 0.99):
+        assert finished_result(tiny_config(tmp_path, **{**solve, "run.stop_at_success": threshold,
+                                                        "run.steps": 400})) is None
     # Below the threshold it is an ordinary resume: it trains on.
     trainer = Trainer(tiny_config(tmp_path / "b", **{"run.steps": 8, "run.stop_at_success": 0.9}), quiet=True)
     trainer.counters.last_eval_score = 0.5

@@ -69,7 +69,10 @@ def format_result(result: dict, logdir: str | Path) -> str:
     """A few labelled lines for the end of `r2i train` (the full result is in result.json and metrics.jsonl)."""
     steps, updates = result.get("env_steps", 0), result.get("updates", 0)
     wall = result.get("wall_s", 0.0)
-    if result.get("finished_before"):
+    if result.get("finished_before") == "solved":
+        head = (f"r2i: {logdir} already solved its task ({steps:,} env steps); to train it further, set "
+                "run.stop_at_success=0 (never stop) or above its score, with --force")
+    elif result.get("finished_before"):
         head = f"r2i: {logdir} already finished ({steps:,} env steps); raise --steps to train further"
     elif result.get("stopped_early"):
         head = f"r2i: stopped at env step {steps:,}"

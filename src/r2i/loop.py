@@ -286,6 +286,8 @@ class Trainer:
         result["stopped_early"] = dist.any_process(stop.requested)
         result["signal"] = stop.signum
         result["solved"] = self.solved()
+        if result["solved"]:  # the score that met the stop rule: a later, stricter or zero rule trains on from it
+            result["solved_score"] = float(self.counters.last_eval_score)
         return result
 
     def solved(self) -> bool:

@@ -48,12 +48,13 @@ __all__ = [
 def train(config: Config, *, force: bool = False, quiet: bool = False) -> dict:
     """Train (or resume) a run; returns the last logged metrics plus a final evaluation if configured.
 
-    A run that already finished (its `result.json` covers `run.steps`) is not trained or evaluated again: its saved
-    result comes back with `"finished_before": True`. A run that would do no update is refused (ConfigError).
+    A run that already finished (its `result.json` covers `run.steps`, or its task was solved by the stop rule the
+    config still has) is not trained or evaluated again: its saved result comes back with `"finished_before"` set to
+    "steps" or "solved" (both true). A run that would do no update is refused (ConfigError).
     """
     done = finished_result(config)
     if done is not None:
-        return {**done, "finished_before": True}
+        return {**done, "finished_before": "steps" if done["env_steps"] >= config.run.steps else "solved"}
     limit_cpu_threads(config.run.cpu_threads)  # a no-op when `r2i train` has done it, a warning if JAX started first
     logdir = Path(config.logdir)
     check_updates(config, checkpointed_step(logdir) if logdir.is_dir() else 0)

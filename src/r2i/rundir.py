@@ -8,6 +8,7 @@ done), `.lock` (`r2i.runlock.RunLock`, held while a trainer owns the directory).
 from __future__ import annotations
 
 import json
+import math
 import os
 from pathlib import Path
 
@@ -94,7 +95,9 @@ def stop_met(run: cfgmod.RunConfig, score: float | None) -> bool:
 
 
 def finished_result(config: Config) -> dict | None:
-    """The saved result of a run that already finished with this many steps (or solved its task), else None."""
+    """The saved result of a run that already finished with this many steps, or that solved its task by the stop rule
+    the config still has, else None. A solved run whose `run.stop_at_success` is now 0 (never) or above the score it
+    stopped at trains on (resuming with a changed stop rule needs --force, as any changed setting does)."""
     path = Path(config.logdir) / RESULT_FILE
     try:
         result = json.loads(path.read_text())
@@ -102,7 +105,10 @@ def finished_result(config: Config) -> dict | None:
         return None
     if not isinstance(result, dict) or "env_steps" not in result:
         return None
-    if result["env_steps"] >= config.run.steps or result.get("solved"):
+    if result["env_steps"] >= config.run.steps:
+        return result
+    # A result written before "solved_score" existed stays solved under any rule but 0 (never).
+    if result.get("solved") and stop_met(config.run, result.get("solved_score", math.inf)):
         return result
     return None
 
