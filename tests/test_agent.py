@@ -760,3 +760,56 @@ def test_chunked_imagination_equals_one_rollout(make_agent, make_batch, monkeypa
 def _greedy_actor(call):
     """The actor's call with mode='greedy' forced (imagination samples otherwise)."""
     return lambda self, features, key, mode="sample": call(self, features, key, "greedy")
+
+
+def cut_batch(agent, b=8, t=12, cut=5):
+    """`synthetic_batch` with each window's first `cut` steps marked as an episode the window's start cut into."""
+    seen = np.arange(t)[None, :].repeat(b, 0) >= cut
+    return synthetic_batch(agent, b, t) | {"seen_start": jnp.asarray(seen)}
+
+
+def test_masked_reward_loss_is_the_mean_over_uncut_steps(make_agent):
+    """With `model.mask_cut_episodes` the reward term is the two-hot loss averaged over the steps whose episode the
+    window holds from its start (the cut ones count for nothing), and `loss_reward_nonzero` counts only those; without
+    the flag `seen_start` changes nothing."""
+    masked = make_agent("s3m", "vector", "discrete", mask_cut_episodes=True)
+    params = masked.init(jax.random.key(0)).params
+    wm = masked.world_model({"model": params["model"], "ssm": params["ssm"]})
+    batch = cut_batch(masked)
+    initial = wm.seq.initial(batch["is_first"].shape[0])
+    _, (_, out, metrics) = wm.loss(batch, initial, jax.random.key(0))
+    nll = np.asarray(dists.twohot_nll(wm.reward(wm.seq.head_features(out, wm.head_inputs)), batch["reward"],
+                                      dists.twohot_bins(wm.bins)))
+    seen = np.asarray(batch["seen_start"])
+    np.testing.assert_allclose(metrics["model/loss_reward"], nll[seen].mean(), rtol=1e-5)
+    rewarded = seen & (np.asarray(batch["reward"]) != 0)
+    np.testing.assert_allclose(metrics["model/loss_reward_nonzero"], nll[rewarded].mean(), rtol=1e-5)
+    np.testing.assert_allclose(metrics["model/uncut_fraction"], seen.mean())
+
+    plain = make_agent("s3m", "vector", "discrete")
+    wm = plain.world_model({"model": params["model"], "ssm": params["ssm"]})  # same sizes: the same parameters fit
+    _, (_, _, with_seen) = wm.loss(batch, initial, jax.random.key(0))
+    _, (_, _, without) = wm.loss(synthetic_batch(plain), initial, jax.random.key(0))
+    np.testing.assert_allclose(with_seen["model/loss_reward"], nll.mean(), rtol=1e-5)
+    np.testing.assert_allclose(with_seen["model/loss"], without["model/loss"], rtol=1e-6)
+
+
+@pytest.mark.parametrize("starts", [0, 16, 80])
+def test_masked_imagination_starts_come_from_uncut_steps(make_agent, starts):
+    """Imagination starts are drawn from the uncut steps first (16 or 56 of the 56 uncut ones); a cut step that still
+    starts (all 96 starts, or 80 > 56) has cont0 = 0, so its trajectory weighs nothing in the actor and critic losses."""
+    agent = make_agent("s3m", "vector", "discrete", mask_cut_episodes=True,
+                       **{"behavior.imag_starts": starts, "run.batch_size": 8, "run.batch_length": 12})
+    params = agent.init(jax.random.key(0)).params
+    wm = agent.world_model(params)
+    batch = cut_batch(agent)
+    b, t = batch["is_first"].shape
+    _, (_, out, _) = wm.loss(batch, wm.seq.initial(b), jax.random.key(0))
+    out = out | {"z": out["z"].at[..., 0].set(jnp.arange(b * t, dtype=out["z"].dtype).reshape(b, t))}  # tag steps
+    start, cont0 = agent._imagination_starts(wm.seq, out, batch, jax.random.key(1))
+    index = np.asarray(start["z"][:, 0]).astype(int)
+    uncut = np.asarray(batch["seen_start"]).reshape(-1)
+    n = starts or b * t
+    assert index.shape == (n,) and len(set(index)) == n
+    assert uncut[index].sum() == min(n, uncut.sum())  # every uncut step before any cut one
+    np.testing.assert_array_equal(np.asarray(cont0), uncut[index].astype(np.float32))

@@ -66,6 +66,18 @@ def test_is_first_forced_on_window_start_only():
     assert not again["is_first"][:, 1:][again["vector"][:, 1:, 1] % 5 != 0].any()
 
 
+def test_seen_start_marks_the_steps_after_the_windows_first_episode_start():
+    """`seen_start` is False on the steps of the episode the window's start cut into (their episode began before the
+    window) and True from the first stored episode start on, from step 0 when the window starts an episode."""
+    replay = filled(steps=30, length=7)  # episodes of 5 steps: every window of 7 holds an episode start
+    batch = replay.sample(256)
+    t = batch["vector"][..., 1].astype(int)
+    first_start = (-t[:, 0]) % 5  # index in the window of its first step with t % 5 == 0
+    np.testing.assert_array_equal(batch["seen_start"], np.arange(7)[None, :] >= first_start[:, None])
+    assert (first_start == 0).any() and (first_start > 0).any()
+    assert batch["seen_start"].dtype == bool
+
+
 def test_uniform_over_all_valid_windows():
     num_envs, length, steps = 3, 5, 17  # not wrapped: 13 starts per env, 39 windows
     replay = filled(capacity=60, num_envs=num_envs, length=length, steps=steps, seed=1)

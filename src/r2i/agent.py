@@ -30,7 +30,7 @@ from r2i.errors import ConfigError
 from r2i.schema import ACT_MODES
 from r2i.spaces import ActionSpace, Space
 from r2i.ssm import SSMParam
-from r2i.worldmodel import WorldModel
+from r2i.worldmodel import WorldModel, uncut_steps
 
 GROUPS = ("model", "ssm", "actor", "critic")
 
@@ -287,14 +287,23 @@ class Agent:
 
     def _imagination_starts(self, seq, out, batch, key):
         """Start states of imagination from the world model's filter outputs: all B·T posterior states, or
-        `behavior.imag_starts` of them drawn at random. Returns (start state with leading axis N, stop-gradient;
-        cont0 (N,) float32, 1 − is_terminal of each start)."""
+        `behavior.imag_starts` of them drawn at random. With `model.mask_cut_episodes` the draw takes the steps whose
+        episode the window holds from its start first, and a cut step that still starts (all starts, or too few
+        others) gets cont0 = 0, which weighs its whole trajectory out of the actor and critic losses.
+        Returns (start state with leading axis N, stop-gradient; cont0 (N,) float32, 1 − is_terminal of each start)."""
         b, t = batch["is_first"].shape
         count = self.behavior_cfg.imag_starts
         start = jax.tree.map(sg, seq.start(out))
         cont0 = 1.0 - batch["is_terminal"].reshape(-1).astype(jnp.float32)
+        masked = self.model_cfg.mask_cut_episodes
+        if masked:
+            uncut = uncut_steps(batch).reshape(-1)
+            cont0 = jnp.where(uncut, cont0, 0.0)
         if count and count < b * t:
-            pick = jax.random.permutation(key, b * t)[:count]
+            if masked:  # uniform among the uncut steps, then among the cut ones
+                pick = jax.lax.top_k(jax.random.uniform(key, (b * t,)) + uncut, count)[1]
+            else:
+                pick = jax.random.permutation(key, b * t)[:count]
             start = jax.tree.map(lambda v: v[pick], start)
             cont0 = cont0[pick]
         return start, cont0

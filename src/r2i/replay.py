@@ -14,7 +14,10 @@ same length. A stream holds `capacity // num_envs` steps; when full, the oldest 
 streams. Windows cross episode boundaries (the `is_first` flags inside a window mark where a new episode starts) but
 never the ring's write position, so a window never joins the newest step to the oldest one. The first step of every
 sampled window gets `is_first=True`: the world model starts each window from its initial state and carries nothing
-between windows, so the first step must be treated as the start of a sequence.
+between windows, so the first step must be treated as the start of a sequence. Each window also comes with
+`seen_start`: whether the window holds the first step of each step's episode. It is False on the steps of the episode
+that the window's start cut into, whose sequence state lacks what the episode showed before the window (see
+`model.mask_cut_episodes`).
 
 `state_dict` / `load_state_dict` save and restore everything (data, counters, sampler RNG) with plain NumPy arrays.
 """
@@ -144,7 +147,9 @@ class Replay:
         with the replay's own generator or with `rng` (which leaves the training batches' draws untouched).
 
         Returns key → array `(batch, length, *shape)` of the spec dtype. `is_first[:, 0]` is always True (see the
-        module docstring); the other `is_first` entries are the stored flags.
+        module docstring); the other `is_first` entries are the stored flags. With `is_first` in the spec, also
+        `seen_start` `(batch, length)` bool: True from the window's first stored episode start on (from step 0 when the
+        window starts an episode), False before it.
         """
         starts = self._starts_per_env()
         if starts == 0:
@@ -155,6 +160,7 @@ class Replay:
         index = (oldest + start[:, None] + np.arange(self.length)[None, :]) % self.per_env  # (batch, length)
         out = self._gather(env, index)
         if "is_first" in out:
+            out["seen_start"] = np.logical_or.accumulate(out["is_first"], axis=1)
             out["is_first"][:, 0] = True
         return out
 

@@ -115,6 +115,11 @@ class ModelConfig:
     head_inputs: str = opt("output", "reward and continue heads' inputs: 'output' (h,z) as in R2I and DreamerV3, or "
                            "'full' (h,z,x), which adds the S5 hidden state x of every layer (the GRU reads (h,z) "
                            "either way)", choices=("output", "full"))
+    mask_cut_episodes: bool = opt(False, "leave the steps of the episode that a training window's start cut into out "
+                                  "of the reward loss and the imagination starts: their sequence state lacks the "
+                                  "episode's steps before the window, so rewards that depend on them are noise there, "
+                                  "and acting never meets such a state. For windows that hold whole episodes (the "
+                                  "memory sweeps); with windows shorter than the episodes it leaves out most steps")
     dtype: str = opt("auto", "compute dtype: 'auto' (float32 on CPU, bfloat16 on GPU/TPU), 'float32', 'bfloat16'",
                      choices=("auto", "float32", "bfloat16"))
 

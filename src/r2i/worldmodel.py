@@ -80,6 +80,7 @@ class WorldModel(nnx.Module):
                                               dtype=dtype, rngs=rngs)
         # The reward and continue heads may also read the S5 hidden state (`model.head_inputs`); the decoders read (h, z).
         self.head_inputs = cfg.head_inputs
+        self.mask_cut = cfg.mask_cut_episodes
         head = self.seq.head_feature_size(cfg.head_inputs)
         self.reward = reward_head(cfg, head, dtype=dtype, rngs=rngs)
         self.cont = MLP(head, cfg.cont_head.layers, cfg.cont_head.units, 1, dtype=dtype, rngs=rngs)
@@ -132,7 +133,8 @@ class WorldModel(nnx.Module):
         """World-model loss over a batch window.
 
         batch: observation keys (B, T, …), "action" (B, T, A), "reward" (B, T) float32, "is_first", "is_last",
-        "is_terminal" (B, T) bool. carry: the sequence model's carry (B, …).
+        "is_terminal" (B, T) bool, optionally "seen_start" (B, T) bool (`Replay.sample`; read with
+        `model.mask_cut_episodes`). carry: the sequence model's carry (B, …).
         Returns (scalar loss, (new carry, filter outputs, metrics dict of scalars)).
         """
         b, t = batch["is_first"].shape
@@ -153,7 +155,10 @@ class WorldModel(nnx.Module):
             pred = self.image_decoder([h, z])
             terms["image"] = jnp.sum((pred - target) ** 2, (-3, -2, -1))
         head = self.seq.head_features(out, self.head_inputs)
-        terms["reward"] = dists.twohot_nll(self.reward(head), batch["reward"], dists.twohot_bins(self.bins))
+        nll_reward = dists.twohot_nll(self.reward(head), batch["reward"], dists.twohot_bins(self.bins))
+        counted = uncut_steps(batch) if self.mask_cut else jnp.ones((b, t), bool)
+        # Rescaled so that the reward term keeps its weight among the others: its mean over the steps it counts.
+        terms["reward"] = jnp.where(counted, nll_reward, 0.0) / jnp.maximum(counted.mean(), 1.0 / (b * t))
         cont_target = 1.0 - batch["is_terminal"].astype(jnp.float32)
         terms["cont"] = dists.bernoulli_nll(self.cont(head)[..., 0], cont_target)
 
@@ -169,18 +174,29 @@ class WorldModel(nnx.Module):
         metrics = {f"model/loss_{k}": v.mean() for k, v in terms.items()}
         # On sparse tasks the mean hides the rare rewarded steps (1 in 514 at memory length 512): their own mean says
         # whether the head learns them. NaN in a batch without one, which the logger leaves out of its means.
-        rewarded = batch["reward"] != 0
+        rewarded = (batch["reward"] != 0) & counted
         count = rewarded.sum()
         metrics.update({
             "model/loss_reward_nonzero": jnp.where(
-                count > 0, jnp.sum(jnp.where(rewarded, terms["reward"], 0.0)) / jnp.maximum(count, 1), jnp.nan
+                count > 0, jnp.sum(jnp.where(rewarded, nll_reward, 0.0)) / jnp.maximum(count, 1), jnp.nan
             ),
+            "model/uncut_fraction": uncut_steps(batch).mean(),
             "model/loss": loss,
             "model/kl": kl_dyn.mean(),
             "model/post_entropy": jnp.sum(dists.categorical_entropy(post), -1).mean(),
             "model/prior_entropy": jnp.sum(dists.categorical_entropy(prior), -1).mean(),
         })
         return loss, (carry, out, metrics)
+
+
+def uncut_steps(batch: dict) -> jax.Array:
+    """(B, T) bool: the steps whose episode the window holds from its first step (`batch["seen_start"]`, all True for
+    a batch without it, such as a hand-made one)."""
+    if "seen_start" not in batch:
+        return jnp.ones(batch["is_first"].shape, bool)
+    seen = jnp.asarray(batch["seen_start"])
+    assert seen.shape == batch["is_first"].shape, f"seen_start {seen.shape} must be (B, T) like is_first"
+    return seen.astype(bool)
 
 
 def weighted_loss(terms: dict, scales: dict) -> jax.Array:
