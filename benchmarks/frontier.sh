@@ -45,6 +45,12 @@ model.latent_input=mode run.steps=150000" ;;
             echo "--suite memory_len --settings 512 --models $model --seeds $seeds \
 --root $B/runs/probs_512 --carry $B/carry/probs_512 --csv $B/results/memory_len_probs.csv $HIDDEN \
 model.latent_input=probs run.steps=1000000" ;;
+        # The episode a training window's start cuts into left out of the reward loss and the imagination starts
+        # (model.mask_cut_episodes): at 200, windows of 512 steps, 4 in 10 of the queries a window holds lack their cue
+        # (docs/notes.md, "Windows cut episodes"). S3M reading probabilities, seeds 0-2, against probs200s3m's rows.
+        cut200s3m|cut200gru) echo "--suite memory_len --settings 200 --models ${1#cut200} --seeds 0,1,2 \
+--root $B/runs/cut_200 --carry $B/carry/cut_200 --csv $B/results/memory_len_cut.csv $HIDDEN \
+model.latent_input=probs model.mask_cut_episodes=true run.steps=150000" ;;
         # S3M reading samples at 200: seed 0 was at chance through 103,004 env steps when it was paused for the lead.
         s3m200) echo "--suite memory_len --settings 200 --models s3m --seeds 0 --root $B/runs/hidden_200 \
 --carry $B/carry/hidden_200 --csv $B/results/memory_len_hidden.csv $HIDDEN run.steps=150000" ;;
@@ -94,7 +100,7 @@ run.eval_every=5000 run.stop_at_success=0.95 run.stop_metric=eval/return run.ste
 # γ = 1 − 1/333 (where the bonus is not worth taking: it measures discounting), then both models reading the latents'
 # mode at 200 (an alternative to `probs`, not the issue's). Finished jobs stay in their lanes, for `status` and `pack`;
 # the greedy POPGym job is in no lane (its S3M run is packed at 40,736).
-LANE1="probs200s3m probs200gru gru75 dce probs512gru s3m200"
+LANE1="probs200s3m probs200gru gru75 dce cut200s3m probs512gru s3m200"
 LANE2="probs512s3m probs512s3m2 gru200"
 LANE3="dce10 pgdets3m0 pgdetgru0 pgdets3m1,2 pgdetgru1,2 dch dce100 mode200s3m mode200gru"
 
