@@ -41,7 +41,7 @@ def predicted_reward(agent, params, batch, key):
     probs = agent.actor(params).probs(wm.seq.policy_features(out, agent.policy_inputs))[0]  # (B, T, 2)
     right = jax.numpy.where(batch["reward"][:, 1:, None] > 0, batch["action"][:, :-1], 1.0 - batch["action"][:, :-1])
     p_right = jax.numpy.pad(jax.numpy.sum(probs[:, :-1] * right, -1), ((0, 0), (1, 0)))  # at the reward's index
-    return wm.reward_mean3(out), wm.reward_mean3(out_swapped), p_right
+    return wm.reward_mean(out), wm.reward_mean(out_swapped), p_right
 
 
 def mean3(values: np.ndarray) -> float | None:
