@@ -28,7 +28,7 @@ def test_old_checkpoint_counters_load_into_the_counters_and_clocks_and_save_back
     assert trainer.should_log.period == 16  # periods come from the config, state from the checkpoint
     saved = Trainer._counters_state(trainer)
     # The old keys come back unchanged and in their order; counters added since follow with their defaults.
-    assert saved == {**OLD_COUNTERS, "last_eval_score": None}
+    assert saved == {**OLD_COUNTERS, "last_eval_score": None, "eval_scores": []}
     assert list(saved)[: len(OLD_COUNTERS)] == list(OLD_COUNTERS)
 
 

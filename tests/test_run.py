@@ -216,6 +216,36 @@ def test_a_run_solved_then_stopped_resumes_to_its_final_evaluation(tmp_path):
     trainer.close()
 
 
+def test_stop_rounds_needs_that_many_rounds_in_a_row(tmp_path):
+    """`run.stop_rounds=k`: a run is solved only when its last k evaluation rounds all met `run.stop_at_success`; a
+    checkpoint from before `eval_scores` existed counts its last round alone; a result solved by fewer rounds than the
+    rule now asks for trains on."""
+    from r2i.rundir import counter_scores, stop_met
+
+    rule = tiny_config(tmp_path, **{"run.stop_at_success": 0.9, "run.stop_rounds": 2}).run
+    assert not stop_met(rule, [0.95]) and not stop_met(rule, [0.95, 0.5]) and not stop_met(rule, [0.95, 0.5, 0.97])
+    assert stop_met(rule, [0.5, 0.95, 0.91]) and stop_met(rule, [0.9, 0.9])
+    assert counter_scores({"last_eval_score": 0.95}) == [0.95] and counter_scores({"eval_scores": [0.2, 0.3]}) == [0.2, 0.3]
+    assert counter_scores({"last_eval_score": None, "eval_scores": []}) == []
+
+    solve = {"run.stop_at_success": 0.9, "run.eval_episodes": 2, "run.stop_rounds": 2}
+    first = Trainer(tiny_config(tmp_path, **solve, **{"run.steps": 24}), quiet=True)
+    first.run()
+    first.counters.eval_scores, first.counters.last_eval_score = [0.5, 0.95], 0.95  # one round met it: not solved
+    assert not first.solved()
+    first.counters.eval_scores, first.counters.last_eval_score = [0.5, 0.95, 0.92], 0.92
+    assert first.solved()
+    first.save()
+    first.close()
+    from r2i.run import finished_result, train
+
+    result = train(tiny_config(tmp_path, **solve, **{"run.steps": 400}), quiet=True)
+    assert result["solved"] and result["env_steps"] == 24 and result["solved_rounds"] == 2
+    assert result["solved_score"] == pytest.approx(0.92)  # the lower of the two rounds that met the rule
+    assert finished_result(tiny_config(tmp_path, **solve, **{"run.steps": 400})) is not None
+    assert finished_result(tiny_config(tmp_path, **{**solve, "run.stop_rounds": 3, "run.steps": 400})) is None
+
+
 def test_nan_reward_env_gives_clear_error():
     """An environment that returns NaN stops training with an error naming the key."""
     from r2i.envs.base import Space

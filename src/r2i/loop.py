@@ -49,7 +49,7 @@ from r2i.metrics import METRICS_FILE, Aggregator, MetricsLogger
 from r2i.preflight import check_replay_memory, replay_spec, stored_steps
 from r2i.replay import Replay, human_bytes
 from r2i.replay_disk import make_replay
-from r2i.rundir import CHECKPOINTS, check_resume_config, prepare_logdir, stop_met, write_config
+from r2i.rundir import CHECKPOINTS, check_resume_config, counter_scores, prepare_logdir, stop_met, write_config
 from r2i.runlock import RunLock
 from r2i.signals import GracefulExit
 
@@ -74,6 +74,11 @@ class Counters:
     # `run.stop_at_success` a resumed run whose latest round met it is solved and trains no further: a run stopped
     # between its solving round and its final evaluation used to train on past its solving step.
     last_eval_score: float | None = None
+    # The same score of the latest rounds (at most `EVAL_SCORES_KEPT`, newest last), for `run.stop_rounds`.
+    eval_scores: list = field(default_factory=list)
+
+
+EVAL_SCORES_KEPT = 32  # run.stop_rounds is at most this
 
 
 class Trainer:
@@ -236,8 +241,9 @@ class Trainer:
             if self.resumed:
                 print(f"r2i: resumed at env step {c.env_steps:,} ({c.updates:,} updates)")
                 if self.solved():
-                    print(f"r2i: solved before the stop ({cfg.stop_metric} {c.last_eval_score:g} ≥ "
-                          f"run.stop_at_success={cfg.stop_at_success:g}): no more training")
+                    rounds = f" in its last {cfg.stop_rounds} rounds" if cfg.stop_rounds > 1 else ""
+                    print(f"r2i: solved before the stop ({cfg.stop_metric} ≥ run.stop_at_success="
+                          f"{cfg.stop_at_success:g}{rounds}): no more training")
         self._train_metrics = Aggregator("train")
         should_save = EverySeconds(cfg.checkpoint_every)
         self._watch = Stopwatch(c.wall_s)
@@ -271,7 +277,9 @@ class Trainer:
                 if self.should_eval(c.env_steps) and c.env_steps >= cfg.prefill:
                     evaluated = self.logger.write(c.env_steps, self.eval_round(cfg.eval_episodes))
                     if cfg.stop_metric in evaluated:
-                        c.last_eval_score = float(evaluated[cfg.stop_metric])
+                        score = float(evaluated[cfg.stop_metric])
+                        c.eval_scores = (counter_scores(vars(c)) + [score])[-EVAL_SCORES_KEPT:]
+                        c.last_eval_score = score
                     if cfg.stop_at_success and self._reports_stop_metric(evaluated) and self.solved():
                         break
                 if dist.any_process(should_save.due()):
@@ -287,13 +295,19 @@ class Trainer:
         result["signal"] = stop.signum
         result["solved"] = self.solved()
         if result["solved"]:  # the score that met the stop rule: a later, stricter or zero rule trains on from it
-            result["solved_score"] = float(self.counters.last_eval_score)
+            result["solved_score"] = float(min(self._stop_scores()[-self.config.run.stop_rounds:]))
+            result["solved_rounds"] = self.config.run.stop_rounds
         return result
 
     def solved(self) -> bool:
         """Whether the latest evaluation round met `run.stop_at_success` (kept in the counters, so that it holds
         across a stop and resume: a solved run resumes to its final evaluation, not to more training)."""
-        return stop_met(self.config.run, self.counters.last_eval_score)
+        return stop_met(self.config.run, self._stop_scores())
+
+    def _stop_scores(self) -> list[float]:
+        """`run.stop_metric` of the latest evaluation rounds, newest last (a checkpoint from before `eval_scores`
+        existed has only its last round's)."""
+        return counter_scores(vars(self.counters))
 
     def _reports_stop_metric(self, evaluated: dict) -> bool:
         """Whether an evaluation round measured `run.stop_metric` (by default eval/success, the env's `log_success` at

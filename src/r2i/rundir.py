@@ -88,10 +88,22 @@ def checkpointed_step(logdir: Path) -> int:
     return Checkpointer(directory).latest() or 0
 
 
-def stop_met(run: cfgmod.RunConfig, score: float | None) -> bool:
-    """Whether an evaluation round's `run.stop_metric` score met `run.stop_at_success` (0 = never): the rule by which
-    a run is solved, for the training loop and for `r2i sweep --status` reading a checkpoint's counters."""
-    return bool(run.stop_at_success) and score is not None and score >= run.stop_at_success
+def stop_met(run: cfgmod.RunConfig, scores: list[float]) -> bool:
+    """Whether the latest `run.stop_rounds` evaluation rounds' `run.stop_metric` scores (newest last) all met
+    `run.stop_at_success` (0 = never): the rule by which a run is solved, for the training loop and for `r2i sweep
+    --status` reading a checkpoint's counters."""
+    rounds = run.stop_rounds
+    return bool(run.stop_at_success) and len(scores) >= rounds and min(scores[-rounds:]) >= run.stop_at_success
+
+
+def counter_scores(counters: dict) -> list[float]:
+    """The stop metric's scores of the latest rounds, newest last, from a run's counters (`r2i.loop.Counters` or a
+    checkpoint's saved dict); counters saved before `eval_scores` existed give their last round's score alone."""
+    scores = counters.get("eval_scores") or []
+    last = counters.get("last_eval_score")
+    if not scores and isinstance(last, (int, float)):
+        scores = [last]
+    return [float(s) for s in scores if isinstance(s, (int, float))]
 
 
 def finished_result(config: Config) -> dict | None:
@@ -107,8 +119,10 @@ def finished_result(config: Config) -> dict | None:
         return None
     if result["env_steps"] >= config.run.steps:
         return result
-    # A result written before "solved_score" existed stays solved under any rule but 0 (never).
-    if result.get("solved") and stop_met(config.run, result.get("solved_score", math.inf)):
+    # A result written before "solved_score" existed stays solved under any rule but 0 (never); one solved by fewer
+    # rounds in a row than `run.stop_rounds` now asks for trains on.
+    rounds = int(result.get("solved_rounds", 1))
+    if result.get("solved") and stop_met(config.run, [result.get("solved_score", math.inf)] * rounds):
         return result
     return None
 

@@ -207,6 +207,9 @@ class RunConfig:
     stop_at_success: float = opt(0.0, "finish once an evaluation round's run.stop_metric reaches this (0 = never; a "
                                  "run whose evaluations lack that metric says so at its first one and trains to "
                                  "run.steps)", ge=0.0, le=1.0)
+    stop_rounds: int = opt(1, "evaluation rounds in a row whose run.stop_metric must reach run.stop_at_success before "
+                           "the run finishes: 1 = the first round that does; more tells a policy that holds its answer "
+                           "from one lucky round", gt=0, le=32)
     stop_metric: str = opt("eval/success", "the evaluation metric run.stop_at_success reads: eval/success (the env's "
                            "log_success), or another eval/ key, e.g. eval/return for POPGym's normalised return")
     eval_mode: str = opt("greedy", "how evaluation rounds act: 'greedy' (DreamerV3: a sampled latent, the most likely "

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from r2i.metrics import METRICS_FILE, MetricsLogger, parse_records
-from r2i.rundir import RESULT_FILE, stop_met
+from r2i.rundir import RESULT_FILE, counter_scores, stop_met
 from r2i.runlock import RunLock
 from r2i.sweep import Run, needs_more_steps, newest_checkpoint, run_config, run_key, success_key
 
@@ -81,8 +81,7 @@ def _solved_in(checkpoint: Path, run_cfg) -> bool:
         counters = json.loads((checkpoint / "meta.json").read_text()).get("counters", {})
     except (OSError, ValueError, AttributeError):
         return False
-    score = counters.get("last_eval_score") if isinstance(counters, dict) else None
-    return isinstance(score, (int, float)) and stop_met(run_cfg, score)
+    return isinstance(counters, dict) and stop_met(run_cfg, counter_scores(counters))
 
 
 def run_status(run: Run, root: Path, preset: str, carry: Path | None = None, recorded: float | None = None
