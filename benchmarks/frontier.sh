@@ -47,8 +47,12 @@ model.latent_input=mode run.steps=150000" ;;
 model.latent_input=probs run.steps=1000000" ;;
         # The episode a training window's start cuts into left out of the reward loss and the imagination starts
         # (model.mask_cut_episodes): at 200, windows of 512 steps, 4 in 10 of the queries a window holds lack their cue
-        # (docs/notes.md, "Windows cut episodes"). S3M reading probabilities, seeds 0-2, against probs200s3m's rows.
-        cut200s3m|cut200gru) echo "--suite memory_len --settings 200 --models ${1#cut200} --seeds 0,1,2 \
+        # (docs/notes.md, "Windows cut episodes"). S3M reading probabilities, seeds 0-2, against probs200s3m's rows:
+        # seeds 0 and 2 in one lane (cut200s3m), seed 1 in another (cut200s3m1); one root and CSV.
+        cut200s3m|cut200s3m1|cut200gru) seeds=0,1,2; model=${1#cut200}
+            [ "$1" = cut200s3m ] && seeds=0,2
+            [ "$1" = cut200s3m1 ] && seeds=1 && model=s3m
+            echo "--suite memory_len --settings 200 --models $model --seeds $seeds \
 --root $B/runs/cut_200 --carry $B/carry/cut_200 --csv $B/results/memory_len_cut.csv $HIDDEN \
 model.latent_input=probs model.mask_cut_episodes=true run.steps=150000" ;;
         # S3M reading samples at 200: seed 0 was at chance through 103,004 env steps when it was paused for the lead.
@@ -102,7 +106,7 @@ run.eval_every=5000 run.stop_at_success=0.95 run.stop_metric=eval/return run.ste
 # the greedy POPGym job is in no lane (its S3M run is packed at 40,736).
 LANE1="probs200s3m probs200gru gru75 dce cut200s3m probs512gru s3m200"
 LANE2="probs512s3m probs512s3m2 gru200"
-LANE3="dce10 pgdets3m0 pgdetgru0 pgdets3m1,2 pgdetgru1,2 dch dce100 mode200s3m mode200gru"
+LANE3="dce10 pgdets3m0 pgdetgru0 pgdets3m1,2 pgdetgru1,2 dch cut200s3m1 dce100 mode200s3m mode200gru"
 
 lane() {  # run jobs in order; a SIGTERM stops the running sweep (its trainings checkpoint) and the lane
     echo $$ > "$B/runs/$1.pid"
