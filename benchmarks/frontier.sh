@@ -26,8 +26,11 @@ job() {  # the `r2i sweep` arguments of one job
     case $1 in
         # The lead of docs/notes.md ("Sampling noise hides the cue at 200"): the sequence model reads the latent's
         # probabilities, not its sample (seed 0 solved 200 at 18,004 env steps).
-        # S3M's third seed first; the GRU at the same settings after it (two jobs, one root and CSV).
-        probs200s3m|probs200gru) echo "--suite memory_len --settings 200 --models ${1#probs200} --seeds 0,1,2 \
+        # S3M's third seed first; the GRU at the same settings after it (two jobs, one root and CSV). probs200s3m34:
+        # S3M's seeds 3 and 4, the unmasked side of the cut200 A/B at five seeds.
+        probs200s3m|probs200gru|probs200s3m34) seeds=0,1,2; model=${1#probs200}
+            [ "$1" = probs200s3m34 ] && seeds=3,4 && model=s3m
+            echo "--suite memory_len --settings 200 --models $model --seeds $seeds \
 --root $B/runs/probs_200 --carry $B/carry/probs_200 --csv $B/results/memory_len_probs.csv $HIDDEN \
 model.latent_input=probs run.steps=150000" ;;
         # The sequence model reading the latent's one-hot mode: no sampling noise in the filtered state, as with
@@ -52,10 +55,13 @@ model.latent_input=probs run.steps=$budget" ;;
         # The episode a training window's start cuts into left out of the reward loss and the imagination starts
         # (model.mask_cut_episodes): at 200, windows of 512 steps, 4 in 10 of the queries a window holds lack their cue
         # (docs/notes.md, "Windows cut episodes"). S3M reading probabilities, seeds 0-2, against probs200s3m's rows:
-        # seeds 0 and 2 in one lane (cut200s3m), seed 1 in another (cut200s3m1); one root and CSV.
-        cut200s3m|cut200s3m1|cut200gru) seeds=0,1,2; model=${1#cut200}
+        # seeds 0 and 2 in one lane (cut200s3m), seed 1 in another (cut200s3m1); one root and CSV. Seeds 0 and 1
+        # solved at 16,004 and 14,004 (unmasked: 18,004 and 62,004), so both sides get seeds 3 and 4 (cut200s3m34,
+        # probs200s3m34).
+        cut200s3m|cut200s3m1|cut200s3m34|cut200gru) seeds=0,1,2; model=${1#cut200}
             [ "$1" = cut200s3m ] && seeds=0,2
             [ "$1" = cut200s3m1 ] && seeds=1 && model=s3m
+            [ "$1" = cut200s3m34 ] && seeds=3,4 && model=s3m
             echo "--suite memory_len --settings 200 --models $model --seeds $seeds \
 --root $B/runs/cut_200 --carry $B/carry/cut_200 --csv $B/results/memory_len_cut.csv $HIDDEN \
 model.latent_input=probs model.mask_cut_episodes=true run.steps=150000" ;;
@@ -104,14 +110,15 @@ run.eval_every=5000 run.stop_at_success=0.95 run.stop_metric=eval/return run.ste
 # issue's table; runs of ≤ 30,000 env steps), S3M at 200 with model.mask_cut_episodes (seeds 0, 2), then the GRU at 512
 # (the issue: both models until one fails; 350,000 env steps), then S3M reading samples at 200. Lane 2: S3M at 512
 # (seeds 0, 1 with 1,000,000 env steps: seed 0 solved at 342,004, seed 1 at 68,004; then seed 2 with 350,000), then
-# the GRU reading samples at 200. Lane 3 runs the masked 200 run's seed 1 before delay 100. Lane 3: POPGym evaluated deterministically
+# the GRU reading samples at 200. Lane 3 runs the masked 200 run's seed 1 and the unmasked 200 runs' seeds 3, 4 before
+# delay 100; lane 1 the masked seeds 3, 4 after seed 2. Lane 3: POPGym evaluated deterministically
 # (each model's seed 0, then seeds 1 and 2; ≤ 100,000 each), γ = 1 − 1/2000 at delay 100, discounting-chain delay 100 at
 # γ = 1 − 1/333 (where the bonus is not worth taking: it measures discounting), then both models reading the latents'
 # mode at 200 (an alternative to `probs`, not the issue's). Finished jobs stay in their lanes, for `status` and `pack`;
 # the greedy POPGym job is in no lane (its S3M run is packed at 40,736).
-LANE1="probs200s3m probs200gru gru75 dce cut200s3m probs512gru s3m200"
+LANE1="probs200s3m probs200gru gru75 dce cut200s3m cut200s3m34 probs512gru s3m200"
 LANE2="probs512s3m probs512s3m2 gru200"
-LANE3="dce10 pgdets3m0 pgdetgru0 pgdets3m1,2 pgdetgru1,2 dch cut200s3m1 dce100 mode200s3m mode200gru"
+LANE3="dce10 pgdets3m0 pgdetgru0 pgdets3m1,2 pgdetgru1,2 dch cut200s3m1 probs200s3m34 dce100 mode200s3m mode200gru"
 
 lane() {  # run jobs in order; a SIGTERM stops the running sweep (its trainings checkpoint) and the lane
     echo $$ > "$B/runs/$1.pid"
