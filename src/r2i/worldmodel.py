@@ -156,9 +156,11 @@ class WorldModel(nnx.Module):
             terms["image"] = jnp.sum((pred - target) ** 2, (-3, -2, -1))
         head = self.seq.head_features(out, self.head_inputs)
         nll_reward = dists.twohot_nll(self.reward(head), batch["reward"], dists.twohot_bins(self.bins))
-        counted = uncut_steps(batch) if self.mask_cut else jnp.ones((b, t), bool)
-        # Rescaled so that the reward term keeps its weight among the others: its mean over the steps it counts.
-        terms["reward"] = jnp.where(counted, nll_reward, 0.0) / jnp.maximum(counted.mean(), 1.0 / (b * t))
+        uncut = uncut_steps(batch)
+        counted = uncut if self.mask_cut else jnp.ones_like(uncut)
+        terms["reward"] = nll_reward
+        if self.mask_cut:  # rescaled so that the term keeps its weight among the others: its mean over the uncut steps
+            terms["reward"] = jnp.where(uncut, nll_reward, 0.0) / jnp.maximum(uncut.mean(), 1.0 / (b * t))
         cont_target = 1.0 - batch["is_terminal"].astype(jnp.float32)
         terms["cont"] = dists.bernoulli_nll(self.cont(head)[..., 0], cont_target)
 
@@ -180,7 +182,7 @@ class WorldModel(nnx.Module):
             "model/loss_reward_nonzero": jnp.where(
                 count > 0, jnp.sum(jnp.where(rewarded, nll_reward, 0.0)) / jnp.maximum(count, 1), jnp.nan
             ),
-            "model/uncut_fraction": uncut_steps(batch).mean(),
+            "model/uncut_fraction": uncut.mean(),
             "model/loss": loss,
             "model/kl": kl_dyn.mean(),
             "model/post_entropy": jnp.sum(dists.categorical_entropy(post), -1).mean(),
