@@ -65,6 +65,18 @@ model.latent_input=probs run.steps=$budget" ;;
             echo "--suite memory_len --settings 200 --models $model --seeds $seeds \
 --root $B/runs/cut_200 --carry $B/carry/cut_200 --csv $B/results/memory_len_cut.csv $HIDDEN \
 model.latent_input=probs model.mask_cut_episodes=true run.steps=150000" ;;
+        # Levers against the reward head's recall (docs/notes.md, "Levers against the reward head's recall"): on the
+        # replay's episodes S3M's reward head predicts the replayed reward whichever answer is given (it recognises the
+        # episode), so imagination shows the actor little advantage for the right answer. One change each to
+        # probs200s3m's settings, S3M seeds 0-2, against its five rows: lever200tr128 replays each env step 128 times
+        # instead of 512 (run.train_ratio), lever200hout gives the reward and continue heads R2I's inputs (h, z)
+        # instead of (h, z, x). One root and CSV per lever.
+        lever200tr128|lever200hout) tag=${1#lever200}
+            case $tag in tr128) change="$HIDDEN run.train_ratio=128" ;;
+                hout) change="${HIDDEN/model.head_inputs=full/model.head_inputs=output}" ;; esac
+            echo "--suite memory_len --settings 200 --models s3m --seeds 0,1,2 --root $B/runs/lever_200_$tag \
+--carry $B/carry/lever_200_$tag --csv $B/results/memory_len_lever_$tag.csv $change model.latent_input=probs \
+run.steps=150000" ;;
         # S3M reading samples at 200: seed 0 was at chance through 103,004 env steps when it was paused for the lead.
         s3m200) echo "--suite memory_len --settings 200 --models s3m --seeds 0 --root $B/runs/hidden_200 \
 --carry $B/carry/hidden_200 --csv $B/results/memory_len_hidden.csv $HIDDEN run.steps=150000" ;;
@@ -115,10 +127,11 @@ run.eval_every=5000 run.stop_at_success=0.95 run.stop_metric=eval/return run.ste
 # (each model's seed 0, then seeds 1 and 2; ≤ 100,000 each), γ = 1 − 1/2000 at delay 100, discounting-chain delay 100 at
 # γ = 1 − 1/333 (where the bonus is not worth taking: it measures discounting), then both models reading the latents'
 # mode at 200 (an alternative to `probs`, not the issue's). Finished jobs stay in their lanes, for `status` and `pack`;
-# the greedy POPGym job is in no lane (its S3M run is packed at 40,736).
-LANE1="probs200s3m probs200gru gru75 dce cut200s3m cut200s3m34 probs512gru s3m200"
+# the greedy POPGym job is in no lane (its S3M run is packed at 40,736). The two levers against the reward head's recall
+# at 200 run before the GRU at 512 (lane 1: heads reading (h, z)) and before delay 100 (lane 3: train ratio 128).
+LANE1="probs200s3m probs200gru gru75 dce cut200s3m cut200s3m34 lever200hout probs512gru s3m200"
 LANE2="probs512s3m probs512s3m2 gru200"
-LANE3="dce10 pgdets3m0 pgdetgru0 pgdets3m1,2 pgdetgru1,2 dch cut200s3m1 probs200s3m34 dce100 mode200s3m mode200gru"
+LANE3="dce10 pgdets3m0 pgdetgru0 pgdets3m1,2 pgdetgru1,2 dch cut200s3m1 probs200s3m34 lever200tr128 dce100 mode200s3m mode200gru"
 
 lane() {  # run jobs in order; a SIGTERM stops the running sweep (its trainings checkpoint) and the lane
     echo $$ > "$B/runs/$1.pid"
