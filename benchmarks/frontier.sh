@@ -74,11 +74,13 @@ model.latent_input=probs model.mask_cut_episodes=true run.steps=150000" ;;
         # instead of (h, z, x). One root and CSV per lever.
         # lever512tr128: the train ratio 128 at 512 (seed 0 at 200 solved at 38,004 env steps in 0.73× the wall
         # clock of the ratio-512 seed at 18,004, its head reading the answer), budget 350,000 as probs512s3m2.
-        lever200tr128|lever200hout|lever512tr128) tag=${1#lever???}; length=${1:5:3}; budget=150000
+        # At 200 the train ratio 128 runs seeds 0-4, as the ratio-512 rows it is compared with.
+        lever200tr128|lever200hout|lever512tr128) tag=${1#lever???}; length=${1:5:3}; budget=150000; seeds=0,1,2
             [ "$length" = 512 ] && budget=350000
+            [ "$1" = lever200tr128 ] && seeds=0,1,2,3,4
             case $tag in tr128) change="$HIDDEN run.train_ratio=128" ;;
                 hout) change="${HIDDEN/model.head_inputs=full/model.head_inputs=output}" ;; esac
-            echo "--suite memory_len --settings $length --models s3m --seeds 0,1,2 --root $B/runs/lever_${length}_$tag \
+            echo "--suite memory_len --settings $length --models s3m --seeds $seeds --root $B/runs/lever_${length}_$tag \
 --carry $B/carry/lever_${length}_$tag --csv $B/results/memory_len_lever_$tag.csv $change model.latent_input=probs \
 run.steps=$budget" ;;
         # S3M reading samples at 200: seed 0 was at chance through 103,004 env steps when it was paused for the lead.
