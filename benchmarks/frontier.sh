@@ -7,7 +7,7 @@
 #   benchmarks/frontier.sh lane1 &    # discounting-chain delays 1-30, the GRU at 512
 #   benchmarks/frontier.sh lane2 &    # S3M at 512, the GRU reading samples at 200
 #   benchmarks/frontier.sh lane3 &    # POPGym, γ = 1 − 1/2000, delay 100, 200 reading the mode
-#   benchmarks/frontier.sh lane4 &    # S3M at 512 with train ratio 128
+#   benchmarks/frontier.sh lane4 &    # S3M, then the GRU at 512 with train ratio 128
 #   benchmarks/frontier.sh status     # `r2i sweep --status` of every job: training, packed, solved, ...
 #   benchmarks/frontier.sh stop       # SIGTERM to the lanes: their trainings checkpoint and exit
 #   benchmarks/frontier.sh pack       # then: every unfinished run into benchmarks/carry/ (commit those archives)
@@ -75,12 +75,16 @@ model.latent_input=probs model.mask_cut_episodes=true run.steps=150000" ;;
         # lever512tr128: the train ratio 128 at 512 (seed 0 at 200 solved at 38,004 env steps in 0.73× the wall
         # clock of the ratio-512 seed at 18,004, its head reading the answer), budget 350,000 as probs512s3m2.
         # At 200 the train ratio 128 runs seeds 0-4, as the ratio-512 rows it is compared with.
-        lever200tr128|lever200hout|lever512tr128) tag=${1#lever???}; length=${1:5:3}; budget=150000; seeds=0,1,2
+        # lever512tr128gru: the GRU at 512 at the same ratio (S3M's seed 0 solved there at 86,004 env steps, in 58 min;
+        # at ratio 512 at 342,004, in 9 h), seeds 0 and 1.
+        lever200tr128|lever200hout|lever512tr128|lever512tr128gru) tag=${1#lever???}; tag=${tag%gru}; length=${1:5:3}
+            budget=150000; seeds=0,1,2; model=s3m
             [ "$length" = 512 ] && budget=350000
             [ "$1" = lever200tr128 ] && seeds=0,1,2,3,4
+            [ "$1" = lever512tr128gru ] && seeds=0,1 && model=gru
             case $tag in tr128) change="$HIDDEN run.train_ratio=128" ;;
                 hout) change="${HIDDEN/model.head_inputs=full/model.head_inputs=output}" ;; esac
-            echo "--suite memory_len --settings $length --models s3m --seeds $seeds --root $B/runs/lever_${length}_$tag \
+            echo "--suite memory_len --settings $length --models $model --seeds $seeds --root $B/runs/lever_${length}_$tag \
 --carry $B/carry/lever_${length}_$tag --csv $B/results/memory_len_lever_$tag.csv $change model.latent_input=probs \
 run.steps=$budget" ;;
         # S3M reading samples at 200: seed 0 was at chance through 103,004 env steps when it was paused for the lead.
@@ -135,10 +139,10 @@ run.eval_every=5000 run.stop_at_success=0.95 run.stop_metric=eval/return run.ste
 # mode at 200 (an alternative to `probs`, not the issue's). Finished jobs stay in their lanes, for `status` and `pack`;
 # the greedy POPGym job is in no lane (its S3M run is packed at 40,736). The two levers against the reward head's recall
 # at 200 run before the GRU at 512 (lane 1: heads reading (h, z)) and before delay 100 (lane 3: train ratio 128);
-# lane 4 takes the train ratio 128 to 512.
+# lane 4 takes the train ratio 128 to 512, S3M then the GRU.
 LANE1="probs200s3m probs200gru gru75 dce cut200s3m cut200s3m34 lever200hout probs512gru s3m200"
 LANE2="probs512s3m probs512s3m2 gru200"
-LANE4="lever512tr128"
+LANE4="lever512tr128 lever512tr128gru"
 LANE3="dce10 pgdets3m0 pgdetgru0 pgdets3m1,2 pgdetgru1,2 dch cut200s3m1 probs200s3m34 lever200tr128 dce100 mode200s3m mode200gru"
 
 lane() {  # run jobs in order; a SIGTERM stops the running sweep (its trainings checkpoint) and the lane
