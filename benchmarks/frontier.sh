@@ -66,17 +66,13 @@ model.latent_input=probs run.steps=$budget" ;;
             echo "--suite memory_len --settings 200 --models $model --seeds $seeds \
 --root $B/runs/cut_200 --carry $B/carry/cut_200 --csv $B/results/memory_len_cut.csv $HIDDEN \
 model.latent_input=probs model.mask_cut_episodes=true run.steps=150000" ;;
-        # Levers against the reward head's recall (docs/notes.md, "Levers against the reward head's recall"): on the
-        # replay's episodes S3M's reward head predicts the replayed reward whichever answer is given (it recognises the
-        # episode), so imagination shows the actor little advantage for the right answer. One change each to
-        # probs200s3m's settings, S3M seeds 0-2, against its five rows: lever200tr128 replays each env step 128 times
-        # instead of 512 (run.train_ratio), lever200hout gives the reward and continue heads R2I's inputs (h, z)
-        # instead of (h, z, x). One root and CSV per lever.
-        # lever512tr128: the train ratio 128 at 512 (seed 0 at 200 solved at 38,004 env steps in 0.73× the wall
-        # clock of the ratio-512 seed at 18,004, its head reading the answer), budget 350,000 as probs512s3m2.
-        # At 200 the train ratio 128 runs seeds 0-4, as the ratio-512 rows it is compared with.
-        # lever512tr128gru: the GRU at 512 at the same ratio (S3M's seed 0 solved there at 86,004 env steps, in 58 min;
-        # at ratio 512 at 342,004, in 9 h), seeds 0 and 1.
+        # Levers against the reward head's recall (docs/notes.md, "Train ratio 128"): on the replay's episodes S3M's
+        # reward head predicts the replayed reward whichever answer is given (it recognises the episode), so
+        # imagination shows the actor little advantage for the right answer. One change each to probs200s3m's
+        # settings, one root and CSV per lever: lever200tr128 replays each env step 128 times instead of 512
+        # (run.train_ratio; S3M seeds 0-4, as the ratio-512 rows it is compared with), lever200hout gives the reward and
+        # continue heads R2I's inputs (h, z) instead of (h, z, x) (S3M seeds 0-2). lever512tr128 takes ratio 128 to 512
+        # (S3M seeds 0-2, budget 350,000 as probs512s3m2), lever512tr128gru the GRU there (seeds 0 and 1).
         lever200tr128|lever200hout|lever512tr128|lever512tr128gru) tag=${1#lever???}; tag=${tag%gru}; length=${1:5:3}
             budget=150000; seeds=0,1,2; model=s3m
             [ "$length" = 512 ] && budget=350000
@@ -142,8 +138,8 @@ run.eval_every=5000 run.stop_at_success=0.95 run.stop_metric=eval/return run.ste
 # lane 4 takes the train ratio 128 to 512, S3M then the GRU.
 LANE1="probs200s3m probs200gru gru75 dce cut200s3m cut200s3m34 lever200hout probs512gru s3m200"
 LANE2="probs512s3m probs512s3m2 gru200"
-LANE4="lever512tr128 lever512tr128gru"
 LANE3="dce10 pgdets3m0 pgdetgru0 pgdets3m1,2 pgdetgru1,2 dch cut200s3m1 probs200s3m34 lever200tr128 dce100 mode200s3m mode200gru"
+LANE4="lever512tr128 lever512tr128gru"
 
 lane() {  # run jobs in order; a SIGTERM stops the running sweep (its trainings checkpoint) and the lane
     echo $$ > "$B/runs/$1.pid"
@@ -169,5 +165,5 @@ case ${1:-} in
     status) for name in $LANE1 $LANE2 $LANE3 $LANE4; do echo "== $name"; $R2I sweep $(job "$name") --status; done ;;
     stop) for f in "$B"/runs/lane*.pid; do [ -f "$f" ] && kill -TERM "$(cat "$f")" 2>/dev/null; rm -f "$f"; done ;;
     pack) for name in $LANE1 $LANE2 $LANE3 $LANE4; do $R2I sweep $(job "$name") --pack; done ;;
-    *) sed -n '2,16p' "$0"; exit 2 ;;
+    *) sed -n '2,17p' "$0"; exit 2 ;;
 esac
