@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import itertools
 
-from r2i.clocks import Every, EverySeconds, Ratio, Stopwatch
+from r2i.clocks import Every, EverySeconds, PhaseTimer, Ratio, Stopwatch
 
 
 def test_every_fires_at_the_first_step_then_a_period_after_each_firing():
@@ -90,3 +90,33 @@ def test_stopwatch_adds_the_earlier_sessions():
     assert watch.seconds() == 12.5
     time.now += 2.0
     assert watch.seconds() == 14.5
+
+
+def test_phase_timer_gives_each_phase_its_share_of_the_interval_and_the_rest_to_other():
+    time = _FakeTime()
+    timer = PhaseTimer(("act", "train", "eval"), clock=time)
+    with timer("act"):
+        time.now += 1.0
+    for _ in range(2):
+        with timer("train"):
+            time.now += 3.0
+    time.now += 1.0  # outside every phase
+    assert timer.shares() == {"time/act": 0.125, "time/train": 0.75, "time/eval": 0.0, "time/other": 0.125}
+    # The next interval starts at the last call: nothing carries over, named phases stay (at 0), others appear.
+    with timer("checkpoint"):
+        time.now += 4.0
+    assert timer.shares() == {"time/act": 0.0, "time/train": 0.0, "time/eval": 0.0, "time/checkpoint": 1.0,
+                              "time/other": 0.0}
+
+
+def test_phase_timer_counts_a_phase_that_raised():
+    time = _FakeTime()
+    timer = PhaseTimer(clock=time)
+    try:
+        with timer("train"):
+            time.now += 2.0
+            raise RuntimeError
+    except RuntimeError:
+        pass
+    time.now += 2.0
+    assert timer.shares() == {"time/train": 0.5, "time/other": 0.5}

@@ -145,6 +145,14 @@ def test_check_env_doctor_and_help_config(capsys):
 def test_load_eval_and_plot_a_run(tmp_path, capsys):
     logdir = tmp_path / "run"
     Trainer(tiny_config(logdir, **{"run.steps": 40}), quiet=True).run()
+    records = [json.loads(line) for line in (logdir / "metrics.jsonl").read_text().splitlines() if line.strip()]
+    timed = [r for r in records if "time/train" in r]
+    assert timed, "no log record carries the loop's phase shares"
+    for record in timed:  # the loop's phases are disjoint: with time/other their shares sum to 1
+        shares = {k: v for k, v in record.items() if k.startswith("time/")}
+        assert set(shares) >= {"time/act", "time/env", "time/replay", "time/train", "time/other"}, shares
+        assert all(0.0 <= v <= 1.0 for v in shares.values()) and abs(sum(shares.values()) - 1.0) < 1e-6, shares
+    assert any(r["time/train"] > 0 for r in timed)
     policy = r2i.load(logdir)
     assert policy.mode == load_config(logdir).run.eval_mode and r2i.load(logdir, mode="sample").mode == "sample"
     carry = policy.initial(3)

@@ -3,12 +3,14 @@
 Each clock holds the one number a checkpoint must restore for a resumed run to fire at the same env steps as an
 uninterrupted one (`Every.next`, `Ratio.credit`); `r2i.loop` stores these among its checkpointed counters. A wall-clock
 period (`EverySeconds`) and a `Stopwatch` restart with each session: wall time is not replayed by a resume.
+`PhaseTimer` splits the wall clock between the loop's phases (acting, env, replay, updates, evaluation, checkpoints).
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 
@@ -80,3 +82,39 @@ class Stopwatch:
 
     def seconds(self) -> float:
         return self._clock() - self._origin
+
+
+class PhaseTimer:
+    """Wall-clock seconds spent in named phases since the last `shares()`, as shares of that interval.
+
+        with timer("train"):
+            ...one update...
+        timer.shares()  # {"time/train": 0.83, ..., "time/other": 0.02}, then the next interval starts
+
+    Shares rather than seconds, so that runs on a shared or contended machine still compare as ratios. A phase timed
+    inside another is counted in both; the loop times disjoint phases, so its shares sum to 1 with `time/other`
+    (the rest: logging, the progress bar, the loop itself). Phases that ran in an interval are reported, and the
+    phases named at construction always (as 0.0 when they did not run), so that curves have no gaps.
+    """
+
+    def __init__(self, phases: tuple[str, ...] = (), clock: Callable[[], float] = time.perf_counter):
+        self._clock, self._phases = clock, phases
+        self._seconds: dict[str, float] = dict.fromkeys(phases, 0.0)
+        self._since = clock()
+
+    @contextmanager
+    def __call__(self, phase: str) -> Iterator[None]:
+        start = self._clock()
+        try:
+            yield
+        finally:
+            self._seconds[phase] = self._seconds.get(phase, 0.0) + self._clock() - start
+
+    def shares(self) -> dict[str, float]:
+        """`time/<phase>`: the phase's share of the wall clock since the last call, and `time/other` for the rest."""
+        now = self._clock()
+        elapsed = now - self._since
+        out = {f"time/{k}": v / elapsed if elapsed > 0 else 0.0 for k, v in self._seconds.items()}
+        out["time/other"] = max(0.0, 1.0 - sum(out.values())) if elapsed > 0 else 0.0
+        self._seconds, self._since = dict.fromkeys(self._phases, 0.0), now
+        return out

@@ -14,6 +14,9 @@ Each policy step runs, in this order: act (random actions during `run.prefill`),
 the envs, count the finished episodes, then the updates the train ratio owes (`clocks.Ratio`, from the prefill on and
 once the replay holds a batch), a log line every `run.log_every` env steps and an evaluation round every
 `run.eval_every` (`clocks.Every`), and a checkpoint every `run.checkpoint_every` seconds (`clocks.EverySeconds`).
+Each log line carries the share of its interval's wall clock each phase took (`time/act`, `time/env`, `time/replay`,
+`time/train`, `time/eval`, `time/checkpoint`, `time/other`; `clocks.PhaseTimer`): where a run's time goes, e.g. how
+much acting and evaluation cost at a low train ratio.
 
 Resume: the run directory (`r2i.rundir`) holds `config.yaml` and `checkpoints/`. Re-running with the same logdir
 restores the agent (parameters, optimiser states, slow critic, return-normaliser state), the replay buffer, counters,
@@ -39,7 +42,7 @@ import numpy as np
 from r2i import config as cfgmod
 from r2i import distributed as dist
 from r2i.agent import Agent, check_batch_divides
-from r2i.clocks import Every, EverySeconds, Ratio, Stopwatch
+from r2i.clocks import Every, EverySeconds, PhaseTimer, Ratio, Stopwatch
 from r2i.config import Config
 from r2i.console import Progress, postfix
 from r2i.envs import VectorDriver, make_specs
@@ -79,6 +82,10 @@ class Counters:
 
 
 EVAL_SCORES_KEPT = 32  # run.stop_rounds is at most this
+# The loop's timed phases (`PhaseTimer`): the policy's forward pass, stepping the envs and counting finished episodes
+# (with env.parallel, time the envs ran beside the updates is not waited for), adding and sampling replay, updates,
+# evaluation rounds and checkpoints.
+PHASES = ("act", "env", "replay", "train", "eval", "checkpoint")
 
 
 class Trainer:
@@ -247,6 +254,7 @@ class Trainer:
         self._train_metrics = Aggregator("train")
         should_save = EverySeconds(cfg.checkpoint_every)
         self._watch = Stopwatch(c.wall_s)
+        self._timer = PhaseTimer(PHASES)
         self._rate = (c.env_steps, c.updates, time.monotonic())  # where the next log line's fps are counted from
         # A live progress bar on a terminal; a plain line per log interval when the output goes to a file.
         interactive = sys.stderr.isatty() and not self.quiet
@@ -275,7 +283,9 @@ class Trainer:
                     for callback in on_log:
                         callback(logged)
                 if self.should_eval(c.env_steps) and c.env_steps >= cfg.prefill:
-                    evaluated = self.logger.write(c.env_steps, self.eval_round(cfg.eval_episodes))
+                    with self._timer("eval"):
+                        evaluated = self.eval_round(cfg.eval_episodes)
+                    evaluated = self.logger.write(c.env_steps, evaluated)
                     if cfg.stop_metric in evaluated:
                         score = float(evaluated[cfg.stop_metric])
                         c.eval_scores = (counter_scores(vars(c)) + [score])[-EVAL_SCORES_KEPT:]
@@ -283,7 +293,8 @@ class Trainer:
                     if cfg.stop_at_success and self._reports_stop_metric(evaluated) and self.solved():
                         break
                 if dist.any_process(should_save.due()):
-                    self._checkpoint()
+                    with self._timer("checkpoint"):
+                        self._checkpoint()
                     should_save.restart()
             self._checkpoint()
         bar.close()
@@ -329,16 +340,20 @@ class Trainer:
     def _policy_step(self) -> None:
         """Act in every env, store the step in the replay and send the actions to the envs (`_collect_step` receives
         their next observations)."""
-        action = self._act()
-        self.replay.add({**{k: v for k, v in self.obs.items() if k in self.replay.spec}, "action": action})
-        self.driver.step_async(action)
+        with self._timer("act"):
+            action = self._act()
+        with self._timer("replay"):
+            self.replay.add({**{k: v for k, v in self.obs.items() if k in self.replay.spec}, "action": action})
+        with self._timer("env"):
+            self.driver.step_async(action)
         self.counters.env_steps += self.global_envs
         self.counters.policy_steps += 1
 
     def _collect_step(self) -> None:
         """Receive the envs' next observations and count the episodes that ended."""
-        self.obs = self.driver.step_wait()
-        self._record_episodes(self.obs)
+        with self._timer("env"):
+            self.obs = self.driver.step_wait()
+            self._record_episodes(self.obs)
 
     def _act(self, mode: str = "sample") -> np.ndarray:
         self.carry, action = self.agent.act(self.state.params, self.carry, self.obs, dist.local_key(self._next_key()),
@@ -367,9 +382,12 @@ class Trainer:
     def _update(self) -> None:
         """One update on a batch sampled from the replay; stops the run before a non-finite one is acted on."""
         run = self.config.run
-        batch = self.agent.shard_batch(self.replay.sample(dist.local_batch(run.batch_size)))
-        self.state, out = self.agent.train(self.state, batch, self._next_key())
-        if not bool(out["train/finite"]):  # stop before anything non-finite is acted on or checkpointed
+        with self._timer("replay"):
+            batch = self.agent.shard_batch(self.replay.sample(dist.local_batch(run.batch_size)))
+        with self._timer("train"):  # the finiteness check waits for the update, so its time is the update's
+            self.state, out = self.agent.train(self.state, batch, self._next_key())
+            finite = bool(out["train/finite"])
+        if not finite:  # stop before anything non-finite is acted on or checkpointed
             last = self.checkpointer.latest()
             kept = (f"the last good checkpoint (env step {last:,}) in {self.logdir}/checkpoints is kept"
                     if last is not None else "no checkpoint had been written yet")
@@ -396,6 +414,7 @@ class Trainer:
             "progress/episodes": c.episodes,
             "progress/replay_steps": len(self.replay),
             "progress/wall_s": c.wall_s,
+            **self._timer.shares(),
         }
         if c.recent_success:
             scalars["episode/success_recent"] = float(np.mean(c.recent_success))
