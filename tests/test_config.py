@@ -175,8 +175,10 @@ def test_presets_stack_and_unknown_ones_are_named(monkeypatch):
 
 def test_diff_names_the_changed_keys():
     a = make_config("default")
-    b = cfgmod.apply_overrides(a, {"model.ssm.layers": 3, "run.steps": 5, "logdir": "x", "env.options": "{k: 1}"})
-    assert cfgmod.diff(a, b) == ["env.options", "model.ssm.layers"]  # logdir and run.steps may change on resume
+    b = cfgmod.apply_overrides(a, {"model.ssm.layers": 3, "run.steps": 5, "logdir": "x", "env.options": "{k: 1}",
+                                   "env.eval_envs": 50})
+    # logdir, run.steps and env.eval_envs may change on resume
+    assert cfgmod.diff(a, b) == ["env.options", "model.ssm.layers"]
 
 
 def test_descriptions_list_every_key_once():

@@ -312,9 +312,14 @@ def validate(config: Config) -> None:
             f"{config.env.num_envs * run.batch_length} steps; raise replay.capacity")
 
 
-def diff(a: Config, b: Config, ignore: tuple[str, ...] = ("logdir", "run.steps", "run.cpu_threads")) -> list[str]:
-    """Dotted keys whose values differ (for refusing a resume with a different config); not those a run may change
-    when it resumes: where it lives, its budget, the threads it computes on."""
+# Keys a run may change when it resumes: where it lives, its budget, the threads it computes on, and how many envs an
+# evaluation round runs side by side (how fast a round runs, not what is trained: a round takes one key from the
+# training stream whatever its envs, and its episodes are drawn from the same evaluation seeds' distribution).
+RESUMABLE_KEYS = ("logdir", "run.steps", "run.cpu_threads", "env.eval_envs")
+
+
+def diff(a: Config, b: Config, ignore: tuple[str, ...] = RESUMABLE_KEYS) -> list[str]:
+    """Dotted keys whose values differ (for refusing a resume with a different config), except `ignore`'s."""
     fa, fb = flatten(to_dict(a)), flatten(to_dict(b))
     return [k for k in fa if k not in ignore and fa[k] != fb.get(k)]
 
