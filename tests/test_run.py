@@ -165,6 +165,12 @@ def test_load_eval_and_plot_a_run(tmp_path, capsys):
     assert json.loads(out)["eval/mode"] == load_config(logdir).run.eval_mode  # the run's own evaluation by default
     code, out, _ = _cli(["eval", "--logdir", str(logdir), "--episodes", "2", "--mode", "sample"], capsys)
     assert code == 0 and json.loads(out)["eval/mode"] == "sample"
+    code, out, _ = _cli(["bench", "eval", "--logdir", str(logdir), "--episodes", "3", "--envs", "1,3,8",
+                         "--repeats", "1"], capsys)
+    lines = [json.loads(line) for line in out.splitlines()]
+    assert code == 0 and [r.get("envs") for r in lines[:3]] == [1, 3, 3]  # never more envs than episodes
+    assert all(r["median_s"] > 0 and r["episodes"] == 3 for r in lines[:3])
+    assert lines[3]["ratio"]["1"] == 1.0 and set(lines[3]["ratio"]) == {"1", "3", "8"}
     png = tmp_path / "curves.png"
     code, out, _ = _cli(["plot", str(logdir), "--out", str(png), "--keys", "episode/return"], capsys)
     assert code == 0 and png.read_bytes()[:4] == b"\x89PNG"

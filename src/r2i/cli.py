@@ -204,6 +204,14 @@ def _bench_solve(args: argparse.Namespace, extra: list[str]) -> int:
     return 0
 
 
+def _bench_eval(args: argparse.Namespace, extra: list[str]) -> int:
+    from r2i.bench import eval_round
+    from r2i.bench.common import parse_ints
+
+    eval_round.run(args.logdir, args.episodes, parse_ints(args.envs), args.repeats, args.mode)
+    return 0
+
+
 def _bench_gpu(args: argparse.Namespace, extra: list[str]) -> int:
     from r2i.bench import gpu
 
@@ -335,6 +343,13 @@ def build_parser() -> argparse.ArgumentParser:
     bsolve.add_argument("--to-budget", action="store_true", help="train every seed to the preset's run.steps instead "
                         "of stopping at the threshold: also times the whole run and reports its final success")
     bsolve.set_defaults(handler=_bench_solve, extra_ok=True)
+    beval = benches.add_parser("eval", help="one evaluation round of a trained run, for several env.eval_envs")
+    beval.add_argument("--logdir", required=True, help="run directory (its latest checkpoint is evaluated)")
+    beval.add_argument("--episodes", type=int, default=100, help="episodes per round")
+    beval.add_argument("--envs", default="4,50,100", help="numbers of evaluation envs side by side, comma-separated")
+    beval.add_argument("--repeats", type=int, default=3, help="timed rounds after one warm-up round")
+    beval.add_argument("--mode", choices=ACT_MODES, help="how the policy acts (default: the run's run.eval_mode)")
+    beval.set_defaults(handler=_bench_eval)
     bgpu = benches.add_parser("gpu", help="the prepared GPU check: scan, acting, update S3M vs GRU (< 10 min)")
     bgpu.add_argument("--out", help="JSON-lines file (default benchmarks/results/gpu_<device>_<time>.jsonl)")
     bgpu.add_argument("--repeats", type=int, default=3, help="timed runs after one warm-up run")
