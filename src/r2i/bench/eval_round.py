@@ -7,7 +7,7 @@ metrics). One JSON line per envs count (median seconds of `repeats` rounds after
 policy for that batch), then a summary line with each count's time over the first count's:
 
     {"bench": "eval", "env": "bsuite:memory_len/0", "envs": 50, "episodes": 100, "median_s": 6.8, "success": 0.98,
-     "device": "cpu: 2 cores, ...", "repeats": 3, "commit": "0123abcd45"}
+     "device": "cpu: 2 cores, ...", "repeats": 3, "commit": "0123abcd45", "logdir": "runs/x", "checkpoint_step": 86004}
 
 Every round draws the same episodes for a given envs count (fresh envs from the evaluation seeds), so its success is
 the same from round to round, and differs between counts only by which episodes are drawn.
@@ -35,8 +35,11 @@ def run(logdir: str | Path, episodes: int, envs: list[int], repeats: int, mode: 
     if episodes < 1 or repeats < 1 or not envs or min(envs) < 1:
         raise ConfigError(f"--episodes ({episodes}), --repeats ({repeats}) and every --envs count ({envs}) must be "
                           ">= 1")
+    from r2i.rundir import checkpointed_step
+
     policy = load(logdir)
     config = policy.config
+    run_fields = dict(logdir=str(logdir), checkpoint_step=checkpointed_step(Path(logdir)))
     mode = mode or config.run.eval_mode
     device, commit = device_description(), source_commit()
     medians = {}
@@ -51,7 +54,7 @@ def run(logdir: str | Path, episodes: int, envs: list[int], repeats: int, mode: 
         medians[n] = float(np.median(times))
         emit(dict(bench="eval", env=config.env.id, envs=min(n, episodes), episodes=episodes, mode=mode,
                   median_s=round(medians[n], 3), success=out.get("eval/success"), eval_return=out.get("eval/return"),
-                  device=device, repeats=repeats, commit=commit))
+                  device=device, repeats=repeats, commit=commit, **run_fields))
     first = envs[0]
     emit(dict(bench="eval", summary=f"time_over_{first}_envs", episodes=episodes, device=device, commit=commit,
               ratio={str(n): round(medians[n] / medians[first], 3) for n in envs}))
