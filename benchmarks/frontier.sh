@@ -73,12 +73,14 @@ model.latent_input=probs model.mask_cut_episodes=true run.steps=150000" ;;
         # (run.train_ratio; S3M seeds 0-4, as the ratio-512 rows it is compared with), lever200hout gives the reward and
         # continue heads R2I's inputs (h, z) instead of (h, z, x) (S3M seeds 0-2). lever512tr128 takes ratio 128 to 512
         # (S3M seeds 0-2, budget 350,000 as probs512s3m2), lever512tr128gru0 and lever512tr128gru1 the GRU there (one
-        # job per seed, one root and CSV, so that each can run in its own lane).
-        lever200tr128|lever200hout|lever512tr128|lever512tr128gru[01]) tag=${1#lever???}; tag=${tag%gru?}
-            length=${1:5:3}; budget=150000; seeds=0,1,2; model=s3m
+        # job per seed, one root and CSV, so that each can run in its own lane); lever200tr128gru the GRU at 200 at
+        # ratio 128 (seeds 0-2, against its ratio-512 rows in memory_len_probs.csv), so that the ratio is compared on
+        # both models before any preset takes it.
+        lever200tr128|lever200tr128gru|lever200hout|lever512tr128|lever512tr128gru[01]) tag=${1#lever???}
+            tag=${tag%gru*}; length=${1:5:3}; budget=150000; seeds=0,1,2; model=s3m
             [ "$length" = 512 ] && budget=350000
             [ "$1" = lever200tr128 ] && seeds=0,1,2,3,4
-            case $1 in *gru?) seeds=${1: -1}; model=gru ;; esac
+            case $1 in *gru) model=gru ;; *gru?) seeds=${1: -1}; model=gru ;; esac
             case $tag in tr128) change="$HIDDEN run.train_ratio=128" ;;
                 hout) change="${HIDDEN/model.head_inputs=full/model.head_inputs=output}" ;; esac
             echo "--suite memory_len --settings $length --models $model --seeds $seeds --root $B/runs/lever_${length}_$tag \
@@ -136,12 +138,13 @@ run.eval_every=5000 run.stop_at_success=0.95 run.stop_metric=eval/return run.ste
 # mode at 200 (an alternative to `probs`, not the issue's). Finished jobs stay in their lanes, for `status` and `pack`;
 # the greedy POPGym job is in no lane (its S3M run is packed at 40,736). The two levers against the reward head's recall
 # at 200 run before the GRU at 512 (lane 1: heads reading (h, z)) and before delay 100 (lane 3: train ratio 128);
-# lane 4 takes the train ratio 128 to 512, S3M then the GRU's seed 1. The GRU's seed 0 at ratio 128 runs in lane 1
+# lane 4 takes the train ratio 128 to 512, S3M then the GRU's seed 1. Lane 3 runs the GRU at 200 at ratio 128 before
+# the mode-at-200 jobs. The GRU's seed 0 at ratio 128 runs in lane 1
 # ahead of the heads-on-(h, z) lever: S3M's seed 0 solved 512 at ratio 128 in 58 minutes, so the GRU's answer at 512
 # comes sooner from there than from its ratio-512 run (≈ 3 env steps/s beside three lanes).
 LANE1="probs200s3m probs200gru gru75 dce cut200s3m cut200s3m34 lever512tr128gru0 lever200hout probs512gru s3m200"
 LANE2="probs512s3m probs512s3m2 gru200"
-LANE3="dce10 pgdets3m0 pgdetgru0 pgdets3m1,2 pgdetgru1,2 dch cut200s3m1 probs200s3m34 lever200tr128 dce100 mode200s3m mode200gru"
+LANE3="dce10 pgdets3m0 pgdetgru0 pgdets3m1,2 pgdetgru1,2 dch cut200s3m1 probs200s3m34 lever200tr128 dce100 lever200tr128gru mode200s3m mode200gru"
 LANE4="lever512tr128 lever512tr128gru1"
 
 lane() {  # run jobs in order; a SIGTERM stops the running sweep (its trainings checkpoint) and the lane
