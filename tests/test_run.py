@@ -171,6 +171,8 @@ def test_load_eval_and_plot_a_run(tmp_path, capsys):
     assert code == 0 and [r.get("envs") for r in lines[:3]] == [1, 3, 3]  # never more envs than episodes
     assert all(r["median_s"] > 0 and r["episodes"] == 3 for r in lines[:3])
     assert lines[3]["ratio"]["1"] == 1.0 and set(lines[3]["ratio"]) == {"1", "3", "8"}
+    code, _, err = _cli(["bench", "eval", "--logdir", str(logdir), "--envs", "4,0"], capsys)
+    assert code != 0 and "--envs" in err and "Traceback" not in err
     png = tmp_path / "curves.png"
     code, out, _ = _cli(["plot", str(logdir), "--out", str(png), "--keys", "episode/return"], capsys)
     assert code == 0 and png.read_bytes()[:4] == b"\x89PNG"

@@ -205,10 +205,14 @@ def _bench_solve(args: argparse.Namespace, extra: list[str]) -> int:
 
 
 def _bench_eval(args: argparse.Namespace, extra: list[str]) -> int:
+    from r2i.api import load
     from r2i.bench import eval_round
     from r2i.bench.common import parse_ints
 
-    eval_round.run(args.logdir, args.episodes, parse_ints(args.envs), args.repeats, args.mode)
+    envs = parse_ints(args.envs)
+    eval_round.check_counts(args.episodes, envs, args.repeats)
+    policy = load(args.logdir)
+    eval_round.run(policy.agent, policy.params, policy.config, args.logdir, args.episodes, envs, args.repeats, args.mode)
     return 0
 
 

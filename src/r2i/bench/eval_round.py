@@ -22,25 +22,29 @@ from pathlib import Path
 import jax
 import numpy as np
 
+from r2i.agent import Agent
 from r2i.bench.common import emit
+from r2i.config import Config
+from r2i.errors import ConfigError
+from r2i.evaluation import evaluate
+from r2i.rundir import checkpointed_step
 from r2i.runtime import device_description, source_commit
 
 
-def run(logdir: str | Path, episodes: int, envs: list[int], repeats: int, mode: str | None = None) -> None:
-    """Emit one line per count in `envs` and a summary line; `mode` defaults to the run's `run.eval_mode`."""
-    from r2i.api import load
-    from r2i.errors import ConfigError
-    from r2i.evaluation import evaluate
-
+def check_counts(episodes: int, envs: list[int], repeats: int) -> None:
+    """Refuse counts below 1 (before a checkpoint is loaded for nothing)."""
     if episodes < 1 or repeats < 1 or not envs or min(envs) < 1:
         raise ConfigError(f"--episodes ({episodes}), --repeats ({repeats}) and every --envs count ({envs}) must be "
                           ">= 1")
-    from r2i.rundir import checkpointed_step
 
-    policy = load(logdir)
-    config = policy.config
-    run_fields = dict(logdir=str(logdir), checkpoint_step=checkpointed_step(Path(logdir)))
+
+def run(agent: Agent, params, config: Config, logdir: str | Path, episodes: int, envs: list[int], repeats: int,
+        mode: str | None = None) -> None:
+    """Emit one line per count in `envs` and a summary line, for the policy (`agent`, `params`) of the run in `logdir`
+    whose config is `config` (`r2i.api.load`'s); `mode` defaults to the run's `run.eval_mode`."""
+    check_counts(episodes, envs, repeats)
     mode = mode or config.run.eval_mode
+    run_fields = dict(logdir=str(logdir), checkpoint_step=checkpointed_step(Path(logdir)))
     device, commit = device_description(), source_commit()
     medians = {}
     for n in envs:
@@ -48,7 +52,7 @@ def run(logdir: str | Path, episodes: int, envs: list[int], repeats: int, mode: 
         times, out = [], {}
         for i in range(repeats + 1):  # the first round compiles the policy for this batch and is not counted
             start = time.perf_counter()
-            out = evaluate(policy.agent, policy.params, setting, episodes, mode, jax.random.key(0))
+            out = evaluate(agent, params, setting, episodes, mode, jax.random.key(0))
             if i:
                 times.append(time.perf_counter() - start)
         medians[n] = float(np.median(times))
