@@ -21,13 +21,14 @@ COLUMNS = ("suite", "setting", "model", "seed", "stopped_at", "env_steps", "succ
 
 
 def rounds(logdir: Path, stopped_at: int) -> list[tuple[int, float, float | None]]:
-    """(env step, eval/success, episode/success_recent at that step) of every round after `stopped_at`."""
+    """(env step, eval/success, episode/success_recent at that step) of every evaluation round after `stopped_at`."""
     recent, out = {}, []
     for line in (logdir / "metrics.jsonl").read_text().splitlines():
         record = json.loads(line) if line.strip() else {}
         if "episode/success_recent" in record:
             recent[record["step"]] = record["episode/success_recent"]
-        if "eval/success" in record and record["step"] > stopped_at:
+        # The loop's round only: `r2i train` ends with a final evaluation logged at the same step.
+        if "eval/success" in record and record["step"] > stopped_at and record["step"] not in {s for s, _ in out}:
             out.append((record["step"], record["eval/success"]))
     return [(step, success, recent.get(step)) for step, success in out]
 
