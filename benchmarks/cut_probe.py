@@ -11,7 +11,12 @@ the right answer at the answer step. On the cut steps the cue is not in the stat
 that reads the cue has nothing to go on there: anything above chance is the head recalling those episodes from what
 else the window shows. Written for docs/notes.md ("Windows cut episodes"):
 
-    python benchmarks/cut_probe.py RUN_DIR [batches]
+    python benchmarks/cut_probe.py RUN_DIR [batches] [fresh_env_steps]
+
+With `fresh_env_steps` > 0 the batches come from new episodes instead: the checkpoint's policy first acts for that many
+env steps in the run's training envs (sampling, as training collects), into an empty replay of the run's size that
+takes the place of the run's own, and the probe reads windows of those episodes alone (docs/notes.md, "Train ratio
+128": is the actor as right on new episodes as on the ones it was trained on?). Nothing is trained or saved.
 """
 
 from __future__ import annotations
@@ -26,6 +31,7 @@ import numpy as np
 
 from r2i import allocator
 from r2i.loop import Trainer
+from r2i.replay import Replay
 from r2i.rundir import load_config
 
 
@@ -49,10 +55,25 @@ def mean3(values: np.ndarray) -> float | None:
     return round(float(np.mean(values)), 3) if len(values) else None
 
 
-def probe(logdir: str, batches: int = 64) -> dict:
+def collect_fresh(trainer: Trainer, env_steps: int) -> None:
+    """Replace the trainer's replay with one holding only `env_steps` new env steps of its policy (sampled actions)."""
+    trainer.replay = Replay(trainer.replay.spec, trainer.config.replay.capacity, trainer.config.env.num_envs,
+                            trainer.config.run.batch_length, trainer.config.seed + 1)
+    for _ in range(-(-env_steps // trainer.global_envs)):
+        trainer._policy_step()
+        trainer._collect_step()
+    if not trainer.replay.ready(trainer.config.run.batch_size):
+        raise SystemExit(f"{env_steps} fresh env steps do not fill a window of {trainer.config.run.batch_length} in "
+                         "every env; collect more")
+
+
+def probe(logdir: str, batches: int = 64, fresh_env_steps: int = 0) -> dict:
     trainer = Trainer(dataclasses.replace(load_config(logdir), logdir=logdir), quiet=True)
     if not trainer.resumed:
         raise SystemExit(f"{logdir}: needs a checkpointed run")
+    checkpoint_step = trainer.counters.env_steps  # collecting fresh episodes counts on
+    if fresh_env_steps:
+        collect_fresh(trainer, fresh_env_steps)
     agent, state = trainer.agent, trainer.state
     run = jax.jit(functools.partial(predicted_reward, agent))
     rng, parts = np.random.default_rng(0), {"uncut": [], "cut": []}
@@ -64,7 +85,8 @@ def probe(logdir: str, batches: int = 64) -> dict:
         rewarded[:, 0] = False  # no answer before a window's first step
         for kind, where in (("uncut", rewarded & batch["seen_start"]), ("cut", rewarded & ~batch["seen_start"])):
             parts[kind].append(np.stack([pred[where], other[where], batch["reward"][where], p_right[where]], -1))
-    result = {"logdir": logdir, "env_steps": trainer.counters.env_steps, "batches": batches,
+    result = {"logdir": logdir, "env_steps": checkpoint_step, "fresh_env_steps": fresh_env_steps,
+              "batches": batches,
               "batch": [trainer.config.run.batch_size, trainer.config.run.batch_length]}
     total = sum(len(p) for kind in parts for p in parts[kind])
     for kind, rows in parts.items():
@@ -86,4 +108,5 @@ def probe(logdir: str, batches: int = 64) -> dict:
 
 if __name__ == "__main__":
     allocator.configure()
-    print(json.dumps(probe(sys.argv[1], int(sys.argv[2]) if len(sys.argv) > 2 else 64)))
+    print(json.dumps(probe(sys.argv[1], int(sys.argv[2]) if len(sys.argv) > 2 else 64,
+                           int(sys.argv[3]) if len(sys.argv) > 3 else 0)))

@@ -135,6 +135,7 @@ class Trainer:
         self.key = jax.random.key(config.seed)
         self.state = None
         self._said_no_stop_metric = False
+        self._timer = PhaseTimer(PHASES)  # restarted by run(); here so that a probe may step the loop's parts alone
         self.carry = None
         self.obs = None
         self.episodes = Aggregator("episode")  # its running per-env returns are part of a checkpoint
