@@ -86,6 +86,12 @@ model.latent_input=probs model.mask_cut_episodes=true run.steps=150000" ;;
             echo "--suite memory_len --settings $length --models $model --seeds $seeds --root $B/runs/lever_${length}_$tag \
 --carry $B/carry/lever_${length}_$tag --csv $B/results/memory_len_lever_$tag.csv $change model.latent_input=probs \
 run.steps=$budget" ;;
+        # model.mask_cut_episodes at 512 with ratio 128 (S3M seeds 0-2, budget 350,000): at 200 all five masked heads read
+        # the cue on new episodes (sign accuracy 0.90-1.00; unmasked 0.35-1.00), at 512 one unmasked head of four did
+        # (docs/notes.md, "New episodes tell memory from recall").
+        cut512s3m) echo "--suite memory_len --settings 512 --models s3m --seeds 0,1,2 --root $B/runs/cut_512_tr128 \
+--carry $B/carry/cut_512_tr128 --csv $B/results/memory_len_cut_tr128.csv $HIDDEN model.latent_input=probs \
+model.mask_cut_episodes=true run.train_ratio=128 run.steps=350000" ;;
         # S3M reading samples at 200: seed 0 was at chance through 103,004 env steps when it was paused for the lead.
         s3m200) echo "--suite memory_len --settings 200 --models s3m --seeds 0 --root $B/runs/hidden_200 \
 --carry $B/carry/hidden_200 --csv $B/results/memory_len_hidden.csv $HIDDEN run.steps=150000" ;;
@@ -139,13 +145,13 @@ run.eval_every=5000 run.stop_at_success=0.95 run.stop_metric=eval/return run.ste
 # the greedy POPGym job is in no lane (its S3M run is packed at 40,736). The two levers against the reward head's recall
 # at 200 run before the GRU at 512 (lane 1: heads reading (h, z)) and before delay 100 (lane 3: train ratio 128);
 # lane 4 takes the train ratio 128 to 512, S3M then the GRU's seed 1. Lane 3 runs the GRU at 200 at ratio 128 before
-# the mode-at-200 jobs. The GRU's seed 0 at ratio 128 runs in lane 1
+# the mode-at-200 jobs. Lane 4 runs S3M at 512 with model.mask_cut_episodes (ratio 128) before the GRU's seed 1. The GRU's seed 0 at ratio 128 runs in lane 1
 # ahead of the heads-on-(h, z) lever: S3M's seed 0 solved 512 at ratio 128 in 58 minutes, so the GRU's answer at 512
 # comes sooner from there than from its ratio-512 run (≈ 3 env steps/s beside three lanes).
 LANE1="probs200s3m probs200gru gru75 dce cut200s3m cut200s3m34 lever512tr128gru0 lever200hout probs512gru s3m200"
 LANE2="probs512s3m probs512s3m2 gru200"
 LANE3="dce10 pgdets3m0 pgdetgru0 pgdets3m1,2 pgdetgru1,2 dch cut200s3m1 probs200s3m34 lever200tr128 dce100 lever200tr128gru mode200s3m mode200gru"
-LANE4="lever512tr128 lever512tr128gru1"
+LANE4="lever512tr128 cut512s3m lever512tr128gru1"
 
 lane() {  # run jobs in order; a SIGTERM stops the running sweep (its trainings checkpoint) and the lane
     echo $$ > "$B/runs/$1.pid"
