@@ -12,9 +12,10 @@ already in the CSV for that (setting, model, seed, stopped_at) are skipped, so i
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 from pathlib import Path
+
+from r2i.results_csv import append_row
 
 COLUMNS = ("suite", "setting", "model", "seed", "stopped_at", "env_steps", "success", "train_success_recent", "commit",
            "overrides")
@@ -22,15 +23,15 @@ COLUMNS = ("suite", "setting", "model", "seed", "stopped_at", "env_steps", "succ
 
 def rounds(logdir: Path, stopped_at: int) -> list[tuple[int, float, float | None]]:
     """(env step, eval/success, episode/success_recent at that step) of every evaluation round after `stopped_at`."""
-    recent, out = {}, []
+    recent, success = {}, {}
     for line in (logdir / "metrics.jsonl").read_text().splitlines():
         record = json.loads(line) if line.strip() else {}
         if "episode/success_recent" in record:
             recent[record["step"]] = record["episode/success_recent"]
         # The loop's round only: `r2i train` ends with a final evaluation logged at the same step.
-        if "eval/success" in record and record["step"] > stopped_at and record["step"] not in {s for s, _ in out}:
-            out.append((record["step"], record["eval/success"]))
-    return [(step, success, recent.get(step)) for step, success in out]
+        if "eval/success" in record and record["step"] > stopped_at:
+            success.setdefault(record["step"], record["eval/success"])
+    return [(step, value, recent.get(step)) for step, value in success.items()]
 
 
 def main() -> None:
@@ -45,22 +46,14 @@ def main() -> None:
     parser.add_argument("--overrides", required=True, help="the continued run's settings")
     parser.add_argument("--csv", type=Path, required=True)
     args = parser.parse_args()
-    key = (args.suite, args.setting, args.model, args.seed, str(args.stopped_at))
-    seen = set()
-    if args.csv.exists():
-        with args.csv.open() as f:
-            seen = {tuple(r[c] for c in COLUMNS[:5]) + (r["env_steps"],) for r in csv.DictReader(f)}
-    new = [(step, success, recent) for step, success, recent in rounds(args.logdir, args.stopped_at)
-           if key + (str(step),) not in seen]
-    write_header = not args.csv.exists()
-    with args.csv.open("a", newline="") as f:
-        writer = csv.writer(f)
-        if write_header:
-            writer.writerow(COLUMNS)
-        for step, success, recent in new:
-            writer.writerow([*key, step, round(success, 2), "" if recent is None else round(recent, 2), args.commit,
-                             args.overrides])
-    print(f"{len(new)} rows appended to {args.csv}")
+    fixed = dict(suite=args.suite, setting=args.setting, model=args.model, seed=args.seed, stopped_at=args.stopped_at,
+                 commit=args.commit, overrides=args.overrides)
+    written = sum(
+        append_row(args.csv, {**fixed, "env_steps": step, "success": round(success, 2),
+                              "train_success_recent": "" if recent is None else round(recent, 2)},
+                   COLUMNS, key=lambda row: tuple(str(row[c]) for c in COLUMNS[:6]))
+        for step, success, recent in rounds(args.logdir, args.stopped_at))
+    print(f"{written} rows appended to {args.csv}")
 
 
 if __name__ == "__main__":

@@ -86,8 +86,8 @@ def probe(logdir: str, batches: int = 64, fresh_env_steps: int = 0) -> dict:
         rewarded[:, 0] = False  # no answer before a window's first step
         for kind, where in (("uncut", rewarded & batch["seen_start"]), ("cut", rewarded & ~batch["seen_start"])):
             parts[kind].append(np.stack([pred[where], other[where], batch["reward"][where], p_right[where]], -1))
-    result = {"logdir": logdir, "commit": source_commit(), "env_steps": checkpoint_step, "fresh_env_steps": fresh_env_steps,
-              "batches": batches,
+    result = {"logdir": logdir, "commit": source_commit(), "env_steps": checkpoint_step,
+              "fresh_env_steps": fresh_env_steps, "batches": batches,
               "batch": [trainer.config.run.batch_size, trainer.config.run.batch_length]}
     total = sum(len(p) for kind in parts for p in parts[kind])
     for kind, rows in parts.items():

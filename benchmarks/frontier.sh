@@ -7,7 +7,7 @@
 #   benchmarks/frontier.sh lane1 &    # discounting-chain delays 1-30, the GRU at 512 (ratio 128, then 512)
 #   benchmarks/frontier.sh lane2 &    # S3M at 512, the GRU reading samples at 200
 #   benchmarks/frontier.sh lane3 &    # POPGym, γ = 1 − 1/2000, delay 100, 200 reading the mode
-#   benchmarks/frontier.sh lane4 &    # S3M, then the GRU at 512 with train ratio 128
+#   benchmarks/frontier.sh lane4 &    # S3M (cut episodes unmasked, then masked), then the GRU at 512, ratio 128
 #   benchmarks/frontier.sh status     # `r2i sweep --status` of every job: training, packed, solved, ...
 #   benchmarks/frontier.sh stop       # SIGTERM to the lanes: their trainings checkpoint and exit
 #   benchmarks/frontier.sh pack       # then: every unfinished run into benchmarks/carry/ (commit those archives)
@@ -86,9 +86,9 @@ model.latent_input=probs model.mask_cut_episodes=true run.steps=150000" ;;
             echo "--suite memory_len --settings $length --models $model --seeds $seeds --root $B/runs/lever_${length}_$tag \
 --carry $B/carry/lever_${length}_$tag --csv $B/results/memory_len_lever_$tag.csv $change model.latent_input=probs \
 run.steps=$budget" ;;
-        # model.mask_cut_episodes at 512 with ratio 128 (S3M seeds 0-2, budget 350,000): at 200 all five masked heads read
-        # the cue on new episodes (sign accuracy 0.90-1.00; unmasked 0.35-1.00), at 512 one unmasked head of four did
-        # (docs/notes.md, "New episodes tell memory from recall").
+        # model.mask_cut_episodes at 512 with ratio 128 (S3M seeds 0-2, budget 350,000): at 200 all five masked heads
+        # read the cue on new episodes (sign accuracy 0.90-1.00; unmasked 0.35-1.00), at 512 one unmasked head of four
+        # did (docs/notes.md, "New episodes tell memory from recall").
         cut512s3m) echo "--suite memory_len --settings 512 --models s3m --seeds 0,1,2 --root $B/runs/cut_512_tr128 \
 --carry $B/carry/cut_512_tr128 --csv $B/results/memory_len_cut_tr128.csv $HIDDEN model.latent_input=probs \
 model.mask_cut_episodes=true run.train_ratio=128 run.steps=350000" ;;
@@ -144,10 +144,10 @@ run.eval_every=5000 run.stop_at_success=0.95 run.stop_metric=eval/return run.ste
 # mode at 200 (an alternative to `probs`, not the issue's). Finished jobs stay in their lanes, for `status` and `pack`;
 # the greedy POPGym job is in no lane (its S3M run is packed at 40,736). The two levers against the reward head's recall
 # at 200 run before the GRU at 512 (lane 1: heads reading (h, z)) and before delay 100 (lane 3: train ratio 128);
-# lane 4 takes the train ratio 128 to 512, S3M then the GRU's seed 1. Lane 3 runs the GRU at 200 at ratio 128 before
-# the mode-at-200 jobs. Lane 4 runs S3M at 512 with model.mask_cut_episodes (ratio 128) before the GRU's seed 1. The GRU's seed 0 at ratio 128 runs in lane 1
-# ahead of the heads-on-(h, z) lever: S3M's seed 0 solved 512 at ratio 128 in 58 minutes, so the GRU's answer at 512
-# comes sooner from there than from its ratio-512 run (≈ 3 env steps/s beside three lanes).
+# lane 4 takes the train ratio 128 to 512: S3M, then S3M with model.mask_cut_episodes, then the GRU's seed 1. The GRU's
+# seed 0 at ratio 128 runs in lane 1 ahead of the heads-on-(h, z) lever: S3M's seed 0 solved 512 at ratio 128 in 58
+# minutes, so the GRU's answer at 512 comes sooner from there than from its ratio-512 run (≈ 3 env steps/s beside
+# three lanes). Lane 3 runs the GRU at 200 at ratio 128 before the mode-at-200 jobs.
 LANE1="probs200s3m probs200gru gru75 dce cut200s3m cut200s3m34 lever512tr128gru0 lever200hout probs512gru s3m200"
 LANE2="probs512s3m probs512s3m2 gru200"
 LANE3="dce10 pgdets3m0 pgdetgru0 pgdets3m1,2 pgdetgru1,2 dch cut200s3m1 probs200s3m34 lever200tr128 dce100 lever200tr128gru mode200s3m mode200gru"
