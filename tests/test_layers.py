@@ -20,8 +20,9 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("r2i.errors", "r2i.spaces", "r2i.runtime", "r2i.signals", "r2i.runlock", "r2i.allocator", "r2i.presets",
      "r2i.results_csv", "r2i.threads"),
     # Numerics and bookkeeping that know nothing of models or environments.
-    ("r2i.dists", "r2i.nets", "r2i.schema", "r2i.config", "r2i.metrics", "r2i.video", "r2i.replay", "r2i.replay_disk",
-     "r2i.checkpoint", "r2i.distributed", "r2i.clocks", "r2i.console", "r2i.rundir", "r2i.preflight"),
+    ("r2i.dists", "r2i.scan_grad", "r2i.nets", "r2i.schema", "r2i.config", "r2i.metrics", "r2i.video", "r2i.replay",
+     "r2i.replay_disk", "r2i.checkpoint", "r2i.distributed", "r2i.clocks", "r2i.console", "r2i.rundir",
+     "r2i.preflight"),
     # The environment layer: protocol, adapters, checks, vector driver.
     ("r2i.envs",),
     # The model: S5 maths, sequence models, world model, actor-critic.

@@ -34,7 +34,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from r2i import dists
+from r2i import dists, scan_grad
 from r2i.config import ModelConfig
 from r2i.nets import MLP, Dense
 from r2i.ssm import S5Stack
@@ -239,16 +239,25 @@ class RSSM(_Latent):
         return {"h": h, "z": self._as_input(z, post), "a": carry["a"]}, {"h": h, "z": z}
 
     def filter(self, carry, embed, action, is_first, key):
-        def step(carry, inputs):
-            embed_t, action_t, first_t, key_t = inputs
-            h = self._cell(*self._reset(carry, first_t))
-            post = self._logp(self.posterior_net([h, embed_t]))
-            z = self._sample(key_t, post)
-            return {"h": h, "z": self._as_input(z, post), "a": action_t.astype(jnp.float32)}, (h, z, post)
+        graph, params = nnx.split(self)
+
+        def step(params, carry, inputs, consts):
+            model = nnx.merge(graph, params)
+            embed_t, action_t = inputs
+            first_t, key_t = consts
+            h = model._cell(*model._reset(carry, first_t))
+            post = model._logp(model.posterior_net([h, embed_t]))
+            z = model._sample(key_t, post)
+            return {"h": h, "z": model._as_input(z, post), "a": action_t}, (h, z, post)
 
         keys = jax.random.split(key, embed.shape[1])
-        time_major = (jnp.swapaxes(embed, 0, 1), jnp.swapaxes(action, 0, 1), jnp.swapaxes(is_first, 0, 1), keys)
-        carry, (h, z, post) = jax.lax.scan(step, carry, time_major)
+        inputs = (jnp.swapaxes(embed, 0, 1), jnp.swapaxes(action, 0, 1).astype(jnp.float32))
+        consts = (jnp.swapaxes(is_first, 0, 1), keys)
+        # At batch 1 JAX's transpose of the scan spends most of the backward pass adding per-step weight gradients
+        # (1-row outer products); the adjoint scan sums them after the loop (r2i.scan_grad). At batch ≥ 2 the plain
+        # transpose is the faster of the two, so it stays.
+        scan = scan_grad.adjoint_scan if embed.shape[0] == 1 else scan_grad.plain_scan
+        carry, (h, z, post) = scan(step, params, carry, inputs, consts)
         h, z, post = (jnp.swapaxes(v, 0, 1) for v in (h, z, post))
         return carry, self._with_input({"h": h, "z": z, "post": post, "prior": self.prior(h)}, self._as_input(z, post))
 
