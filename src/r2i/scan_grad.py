@@ -39,11 +39,13 @@ def _zero_cotangent(x):
 
 @partial(jax.custom_vjp, nondiff_argnums=(0,))
 def adjoint_scan(step: Step, params, carry, xs, consts):
-    """`jax.lax.scan(lambda c, x: step(params, c, *x), carry, xs)` with the parameter gradient summed after the loop.
+    """`jax.lax.scan(lambda c, x: step(params, c, *x), carry, (xs, consts))` with the parameter gradient summed after
+    the loop.
 
     step: (params, carry, x_t, const_t) → (carry, y_t), a pure function (params: any pytree of float arrays).
     carry: pytree of float arrays (B, …); xs: pytree of float arrays (T, B, …), differentiated; consts: pytree of
-    integer or boolean arrays (T, B, …) (episode starts, raw random-key data), not differentiated.
+    integer, boolean or PRNG-key arrays with T leading (episode starts (T, B), one key per step (T,)), not
+    differentiated (their cotangents are float0 zeros).
     Returns (carry_T, ys) with ys stacked over T, as `jax.lax.scan` does.
     """
     carry, (ys, _) = _forward(step, params, carry, xs, consts)
