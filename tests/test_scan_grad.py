@@ -21,11 +21,12 @@ from r2i.spaces import ActionSpace, Space
 
 
 def assert_grads_close(got, want, rtol=1e-5):
-    """Every leaf's largest difference, relative to that leaf's largest entry, within rtol."""
-    for path, g, w in zip(jax.tree_util.tree_leaves_with_path(got), jax.tree.leaves(got), jax.tree.leaves(want)):
-        g, w = np.asarray(g), np.asarray(w)
-        scale = max(np.abs(w).max(), 1e-12)
-        assert np.abs(g - w).max() <= rtol * scale, f"{jax.tree_util.keystr(path[0])}: {np.abs(g - w).max()} > {rtol}·{scale}"
+    """Same tree; every leaf's largest difference within rtol of that leaf's largest entry (an elementwise rtol would
+    fail on entries that are rounding noise around zero)."""
+    assert jax.tree.structure(got) == jax.tree.structure(want)
+    for (path, g), w in zip(jax.tree_util.tree_leaves_with_path(got), jax.tree.leaves(want)):
+        diff, scale = np.abs(np.asarray(g) - np.asarray(w)).max(), max(np.abs(np.asarray(w)).max(), 1e-12)
+        assert diff <= rtol * scale, f"{jax.tree_util.keystr(path)}: {diff} > {rtol}·{scale}"
 
 
 def toy_step(params, carry, x_t, consts):
