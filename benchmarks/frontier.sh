@@ -4,7 +4,7 @@
 # its CSV already records, and a stopped run resumes from its checkpoint (or, on a fresh clone, from its archive in
 # benchmarks/carry/). Lanes side by side on a 2-core CPU, one XLA thread each (`run.cpu_threads=1`).
 #
-#   benchmarks/frontier.sh lane1 &    # discounting-chain delays 1-30, the GRU at 512 (ratio 128, then 512)
+#   benchmarks/frontier.sh lane1 &    # discounting-chain delays 1-30, the GRU at 512 (ratio 512, then 128)
 #   benchmarks/frontier.sh lane2 &    # S3M at 512, the GRU reading samples at 200
 #   benchmarks/frontier.sh lane3 &    # POPGym, γ = 1 − 1/2000, delay 100, 200 reading the mode
 #   benchmarks/frontier.sh lane4 &    # S3M (cut episodes unmasked, then masked), then the GRU at 512, ratio 128
@@ -144,13 +144,12 @@ run.eval_every=5000 run.stop_at_success=0.95 run.stop_metric=eval/return run.ste
 # mode at 200 (an alternative to `probs`, not the issue's). Finished jobs stay in their lanes, for `status` and `pack`;
 # the greedy POPGym job is in no lane (its S3M run is packed at 40,736). The two levers against the reward head's recall
 # at 200 run before the GRU at 512 (lane 1: heads reading (h, z)) and before delay 100 (lane 3: train ratio 128);
-# lane 4 takes the train ratio 128 to 512: S3M, then S3M with model.mask_cut_episodes, then the GRU's seed 1. The GRU's
-# seed 0 at ratio 128 runs in lane 1 ahead of the heads-on-(h, z) lever: S3M's seed 0 solved 512 at ratio 128 in 58
-# minutes, so the GRU's answer at 512 comes sooner from there than from its ratio-512 run (≈ 3 env steps/s beside
-# three lanes). Lane 3 runs the GRU at 200 at ratio 128 before the mode-at-200 jobs. From 2026-12-06 lane 1 runs the
-# GRU at 512 at ratio 512 (probs512gru) first: at ratio 128 the GRU at 200 never fitted the rewarded steps in 150,000
-# env steps (its ratio-512 seeds solved at 18,004-28,004), so ratio 512 is the fair pair at 512, and the GRU's update
-# at B 1 is about twice as fast since the adjoint scan (docs/notes.md, "The GRU at batch 1").
+# lane 4 takes the train ratio 128 to 512: S3M, then S3M with model.mask_cut_episodes, then the GRU's seed 1. Lane 3
+# runs the GRU at 200 at ratio 128 before the mode-at-200 jobs. In lane 1 the GRU at 512 at ratio 512 (probs512gru)
+# comes first, then its seed 0 at ratio 128, then the heads-on-(h, z) lever: at ratio 128 the GRU at 200 never fitted
+# the rewarded steps in 150,000 env steps (its ratio-512 seeds solved at 18,004-28,004), so ratio 512 is the fair pair
+# at 512, and the GRU's update at B 1 is about twice as fast since the adjoint scan (docs/notes.md, "The GRU at
+# batch 1"; from 2026-12-05 to 12-06 the ratio-128 run went first, when S3M had solved 512 at ratio 128 in 58 min).
 LANE1="probs200s3m probs200gru gru75 dce cut200s3m cut200s3m34 probs512gru lever512tr128gru0 lever200hout s3m200"
 LANE2="probs512s3m probs512s3m2 gru200"
 LANE3="dce10 pgdets3m0 pgdetgru0 pgdets3m1,2 pgdetgru1,2 dch cut200s3m1 probs200s3m34 lever200tr128 dce100 lever200tr128gru mode200s3m mode200gru"
