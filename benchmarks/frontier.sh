@@ -5,7 +5,7 @@
 # benchmarks/carry/). Lanes side by side on a 2-core CPU, one XLA thread each (`run.cpu_threads=1`).
 #
 #   benchmarks/frontier.sh lane1 &    # discounting-chain delays 1-30, the GRU at 512 (ratio 512, then 128)
-#   benchmarks/frontier.sh lane2 &    # S3M at 512, the GRU reading samples at 200
+#   benchmarks/frontier.sh lane2 &    # S3M at 512, the GRU's seed 1 at 512, the GRU reading samples at 200
 #   benchmarks/frontier.sh lane3 &    # POPGym, γ = 1 − 1/2000, delay 100, 200 reading the mode
 #   benchmarks/frontier.sh lane4 &    # S3M (cut episodes unmasked, then masked), then the GRU at 512, ratio 128
 #   benchmarks/frontier.sh status     # `r2i sweep --status` of every job: training, packed, solved, ...
@@ -46,10 +46,13 @@ model.latent_input=mode run.steps=150000" ;;
         # (probs512s3m2, same root and CSV) so that it can run in another lane than seed 1.
         # Budget: S3M's seeds 0 and 1 ran under 1,000,000. The runs still going (S3M's seed 2, the GRU) stop at
         # 350,000, just above S3M's slower solve (342,004), the same for both models: at the GRU's ≈ 3 env steps/s
-        # beside two other lanes 1,000,000 would take ≈ 90 h of lane time, 350,000 ≈ 30 h.
-        probs512s3m|probs512gru|probs512s3m2) seeds=0,1; model=${1#probs512}; budget=350000
+        # beside two other lanes 1,000,000 would take ≈ 90 h of lane time, 350,000 ≈ 30 h. The GRU's seeds are a job
+        # each (probs512gru: seed 0, probs512gru1: seed 1) so that they run side by side, in lanes 1 and 2.
+        probs512s3m|probs512gru|probs512s3m2|probs512gru1) seeds=0,1; model=${1#probs512}; budget=350000
             [ "$1" = probs512s3m ] && budget=1000000
             [ "$1" = probs512s3m2 ] && seeds=2 && model=s3m
+            [ "$1" = probs512gru ] && seeds=0
+            [ "$1" = probs512gru1 ] && seeds=1 && model=gru
             echo "--suite memory_len --settings 512 --models $model --seeds $seeds \
 --root $B/runs/probs_512 --carry $B/carry/probs_512 --csv $B/results/memory_len_probs.csv $HIDDEN \
 model.latent_input=probs run.steps=$budget" ;;
@@ -137,7 +140,8 @@ run.eval_every=5000 run.stop_at_success=0.95 run.stop_metric=eval/return run.ste
 # issue's table; runs of ≤ 30,000 env steps), S3M at 200 with model.mask_cut_episodes (seeds 0, 2), then the GRU at 512
 # (the issue: both models until one fails; 350,000 env steps), then S3M reading samples at 200. Lane 2: S3M at 512
 # (seeds 0, 1 with 1,000,000 env steps: seed 0 solved at 342,004, seed 1 at 68,004; then seed 2 with 350,000), then
-# the GRU reading samples at 200. Lane 3 runs the masked 200 run's seed 1 and the unmasked 200 runs' seeds 3, 4 before
+# the GRU's seed 1 at 512 (from 2026-12-06, beside its seed 0 in lane 1: the frontier's missing side, ≈ 16 h a seed),
+# then the GRU reading samples at 200. Lane 3 runs the masked 200 run's seed 1 and the unmasked 200 runs' seeds 3, 4 before
 # delay 100; lane 1 the masked seeds 3, 4 after seed 2. Lane 3: POPGym evaluated deterministically
 # (each model's seed 0, then seeds 1 and 2; ≤ 100,000 each), γ = 1 − 1/2000 at delay 100, discounting-chain delay 100 at
 # γ = 1 − 1/333 (where the bonus is not worth taking: it measures discounting), then both models reading the latents'
@@ -151,7 +155,7 @@ run.eval_every=5000 run.stop_at_success=0.95 run.stop_metric=eval/return run.ste
 # at 512, and the GRU's update at B 1 is about twice as fast since the adjoint scan (docs/notes.md, "The GRU at
 # batch 1"; from 2026-12-05 to 12-06 the ratio-128 run went first, when S3M had solved 512 at ratio 128 in 58 min).
 LANE1="probs200s3m probs200gru gru75 dce cut200s3m cut200s3m34 probs512gru lever512tr128gru0 lever200hout s3m200"
-LANE2="probs512s3m probs512s3m2 gru200"
+LANE2="probs512s3m probs512s3m2 probs512gru1 gru200"
 LANE3="dce10 pgdets3m0 pgdetgru0 pgdets3m1,2 pgdetgru1,2 dch cut200s3m1 probs200s3m34 lever200tr128 dce100 lever200tr128gru mode200s3m mode200gru"
 LANE4="lever512tr128 cut512s3m lever512tr128gru1"
 
