@@ -71,3 +71,29 @@ def test_status_names_every_state_and_reads_the_evaluations(tmp_path, capsys):
     assert status([stopped], root, "bsuite_cpu", csv_path)[0].state == "stopped"  # no stop_at_success: trains on
     # A fresh clone: the CSV has the row, the run directory stayed on the machine that trained it.
     assert status([solved], tmp_path / "fresh", "bsuite_cpu", csv_path)[0].state == "recorded"
+
+
+def test_time_to_budget_ignores_the_intervals_before_the_first_update(tmp_path):
+    """A run fills its first windows (4 envs × 2,048 steps at 512) at thousands of env steps/s, then trains at a few:
+    the estimate must come from an interval that trained, and say nothing before the first one."""
+    run = sw.plan("memory_len", ["10"], ["s3m"], [0], ["run.steps=20000"])[0]
+    logdir = run.logdir(tmp_path)
+    _fake_run_dir(logdir, [3000])
+
+    def write(records):
+        (logdir / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+
+    filling = [{"step": s, "fps/env_steps_per_s": 2000.0, "progress/updates": 0} for s in (1004, 2004, 3004)]
+    trained = [{"step": 4004, "fps/env_steps_per_s": 6.0, "progress/updates": 12},
+               {"step": 5004, "fps/env_steps_per_s": 4.0, "progress/updates": 20},
+               {"step": 5004, "eval/success": 0.5}]
+    lock = RunLock(logdir).acquire()
+    try:
+        write(filling)
+        row = status([run], tmp_path, "bsuite_cpu", tmp_path / "none.csv")[0]
+        assert row.env_steps_per_s is None and "no update yet" in row.note and "to the budget" not in row.note
+        write(filling + trained)
+        row = status([run], tmp_path, "bsuite_cpu", tmp_path / "none.csv")[0]
+        assert row.env_steps_per_s == 4.0 and "4.0 env steps/s, 1.0 h to the budget" in row.note  # (20,000 − 5,004) / 4
+    finally:
+        lock.release()

@@ -40,7 +40,7 @@ class RunStatus:
     best_eval: tuple[int, float] | None  # the best evaluation so far (the earliest of equals)
     recorded: float | None  # the success in the CSV row, if the run has one
     note: str = ""  # the training's pid, or the archive a packed run resumes from
-    env_steps_per_s: float | None = None  # a training's rate at its last log line (its time to the budget follows)
+    env_steps_per_s: float | None = None  # a training's rate in its newest interval with updates (→ time to budget)
 
 
 def _evaluations(records: list[dict], key: str) -> list[tuple[int, float]]:
@@ -57,8 +57,19 @@ def _paused(pid) -> bool:
 
 
 def _last_rate(records: list[dict]) -> float | None:
-    rates = [r["fps/env_steps_per_s"] for r in records if "fps/env_steps_per_s" in r]
-    return float(rates[-1]) if rates else None
+    """The env steps per second of the newest logged interval that made updates (None before the first).
+
+    Before its first update a run only steps its envs (the prefill, then until every env's stream holds a window:
+    8,192 env steps for windows of 2,048 in 4 envs), hundreds of times faster than it will train, so such an
+    interval's rate would promise the budget in minutes. Records without `progress/updates` (older runs) count as
+    having trained."""
+    rate, updates = None, 0
+    for record in records:
+        now = record.get("progress/updates")
+        if "fps/env_steps_per_s" in record and (now is None or now > updates):
+            rate = float(record["fps/env_steps_per_s"])
+        updates = now if now is not None else updates
+    return rate
 
 
 def _archived(archive: Path) -> tuple[list[dict], int | None]:
@@ -102,6 +113,8 @@ def run_status(run: Run, root: Path, preset: str, carry: Path | None = None, rec
             state, rate = "training (paused)", None
         elif rate and steps is not None:
             note += f"; {rate:.1f} env steps/s, {max(0, budget - steps) / rate / 3600:.1f} h to the budget"
+        elif steps is not None:
+            note += "; no update yet (filling its first windows)"
     elif (logdir / RESULT_FILE).exists():
         try:
             result = json.loads((logdir / RESULT_FILE).read_text())
