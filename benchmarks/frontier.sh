@@ -7,7 +7,7 @@
 #   benchmarks/frontier.sh lane1 &    # discounting-chain delays 1-30, the GRU at 512 (ratio 512, then 128)
 #   benchmarks/frontier.sh lane2 &    # S3M at 512, the GRU's seed 1 at 512, the GRU reading samples at 200
 #   benchmarks/frontier.sh lane3 &    # POPGym, γ = 1 − 1/2000, delay 100, the GRU's seed 2 at 512, 200 reading the mode
-#   benchmarks/frontier.sh lane4 &    # S3M (cut episodes unmasked, then masked), then the GRU at 512, ratio 128
+#   benchmarks/frontier.sh lane4 &    # S3M at 512 (cut episodes unmasked, then masked), masked at 1,024, the GRU at 512, ratio 128
 #   benchmarks/frontier.sh status     # `r2i sweep --status` of every job: training, packed, solved, ...
 #   benchmarks/frontier.sh stop       # SIGTERM to the lanes: their trainings checkpoint and exit
 #   benchmarks/frontier.sh pack       # then: every unfinished run into benchmarks/carry/ (commit those archives)
@@ -99,6 +99,12 @@ run.steps=$budget" ;;
         cut512s3m) echo "--suite memory_len --settings 512 --models s3m --seeds 0,1,2 --root $B/runs/cut_512_tr128 \
 --carry $B/carry/cut_512_tr128 --csv $B/results/memory_len_cut_tr128.csv $HIDDEN model.latent_input=probs \
 model.mask_cut_episodes=true run.train_ratio=128 run.steps=350000" ;;
+        # The same settings at 1,024 memory steps (windows of 4,096 at B 1; the sweep's budget, 10,000 + 400·N =
+        # 419,600 env steps): the masked runs solved 512 on 3 of 3 seeds at 88,004-110,004, and the S5 model-free
+        # agent's published 0.5 at 1,024 is the next published point. Same CSV as at 512.
+        cut1024s3m) echo "--suite memory_len --settings 1024 --models s3m --seeds 0,1,2 --root $B/runs/cut_1024_tr128 \
+--carry $B/carry/cut_1024_tr128 --csv $B/results/memory_len_cut_tr128.csv $HIDDEN model.latent_input=probs \
+model.mask_cut_episodes=true run.train_ratio=128" ;;
         # S3M reading samples at 200: seed 0 was at chance through 103,004 env steps when it was paused for the lead.
         s3m200) echo "--suite memory_len --settings 200 --models s3m --seeds 0 --root $B/runs/hidden_200 \
 --carry $B/carry/hidden_200 --csv $B/results/memory_len_hidden.csv $HIDDEN run.steps=150000" ;;
@@ -152,7 +158,8 @@ run.eval_every=5000 run.stop_at_success=0.95 run.stop_metric=eval/return run.ste
 # mode at 200 (an alternative to `probs`, not the issue's). Finished jobs stay in their lanes, for `status` and `pack`;
 # the greedy POPGym job is in no lane (its S3M run is packed at 40,736). The two levers against the reward head's recall
 # at 200 run before the GRU at 512 (lane 1: heads reading (h, z)) and before delay 100 (lane 3: train ratio 128);
-# lane 4 takes the train ratio 128 to 512: S3M, then S3M with model.mask_cut_episodes, then the GRU's seed 1. Lane 3
+# lane 4 takes the train ratio 128 to 512: S3M, then S3M with model.mask_cut_episodes (3 of 3), the same at 1,024
+# (from 2026-12-06), then the GRU's seed 1. Lane 3
 # runs the GRU at 200 at ratio 128 (seeds 0, 1), then the GRU's seed 2 at 512 (ratio 512), before the mode-at-200 jobs. In lane 1 the GRU at 512 at ratio 512 (probs512gru)
 # comes first, then its seed 0 at ratio 128, then the heads-on-(h, z) lever: at ratio 128 the GRU at 200 never fitted
 # the rewarded steps in 150,000 env steps (its ratio-512 seeds solved at 18,004-28,004), so ratio 512 is the fair pair
@@ -161,7 +168,7 @@ run.eval_every=5000 run.stop_at_success=0.95 run.stop_metric=eval/return run.ste
 LANE1="probs200s3m probs200gru gru75 dce cut200s3m cut200s3m34 probs512gru lever512tr128gru0 lever200hout s3m200"
 LANE2="probs512s3m probs512s3m2 probs512gru1 gru200"
 LANE3="dce10 pgdets3m0 pgdetgru0 pgdets3m1,2 pgdetgru1,2 dch cut200s3m1 probs200s3m34 lever200tr128 dce100 lever200tr128gru probs512gru2 mode200s3m mode200gru"
-LANE4="lever512tr128 cut512s3m lever512tr128gru1"
+LANE4="lever512tr128 cut512s3m cut1024s3m lever512tr128gru1"
 
 lane() {  # run jobs in order; a SIGTERM stops the running sweep (its trainings checkpoint) and the lane
     echo $$ > "$B/runs/$1.pid"
