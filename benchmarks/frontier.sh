@@ -4,10 +4,10 @@
 # its CSV already records, and a stopped run resumes from its checkpoint (or, on a fresh clone, from its archive in
 # benchmarks/carry/). Lanes side by side on a 2-core CPU, one XLA thread each (`run.cpu_threads=1`).
 #
-#   benchmarks/frontier.sh lane1 &    # discounting-chain delays 1-30, the GRU at 512 (ratio 512, then 128)
+#   benchmarks/frontier.sh lane1 &    # discounting-chain delays 1-30, the GRU at 512 (seed 0), heads on (h, z)
 #   benchmarks/frontier.sh lane2 &    # S3M at 512, the GRU's seed 1 at 512, the GRU reading samples at 200
 #   benchmarks/frontier.sh lane3 &    # POPGym, γ = 1 − 1/2000, delay 100, the GRU's seed 2 at 512, 200 reading the mode
-#   benchmarks/frontier.sh lane4 &    # S3M at 512 (cut episodes unmasked, then masked), masked at 1,024, the GRU at 512, ratio 128
+#   benchmarks/frontier.sh lane4 &    # S3M at 512 (ratio 128; cut episodes unmasked, then masked), masked at 1,024
 #   benchmarks/frontier.sh status     # `r2i sweep --status` of every job: training, packed, solved, ...
 #   benchmarks/frontier.sh stop       # SIGTERM to the lanes: their trainings checkpoint and exit
 #   benchmarks/frontier.sh pack       # then: every unfinished run into benchmarks/carry/ (commit those archives)
@@ -77,9 +77,9 @@ model.latent_input=probs model.mask_cut_episodes=true run.steps=150000" ;;
         # (run.train_ratio; S3M seeds 0-4, as the ratio-512 rows it is compared with), lever200hout gives the reward and
         # continue heads R2I's inputs (h, z) instead of (h, z, x) (S3M seeds 0-2). lever512tr128 takes ratio 128 to 512
         # (S3M seeds 0-2, budget 350,000 as probs512s3m2), lever512tr128gru0 and lever512tr128gru1 the GRU there (one
-        # job per seed, one root and CSV, so that each can run in its own lane); lever200tr128gru the GRU at 200 at
-        # ratio 128 (seeds 0-2, against its ratio-512 rows in memory_len_probs.csv), so that the ratio is compared on
-        # both models before any preset takes it.
+        # job per seed, one root and CSV; parked, in no lane, since 2026-12-06); lever200tr128gru the GRU at 200 at
+        # ratio 128 (against its ratio-512 rows in memory_len_probs.csv), so that the ratio is compared on both models
+        # before any preset takes it.
         lever200tr128|lever200tr128gru|lever200hout|lever512tr128|lever512tr128gru[01]) tag=${1#lever???}
             tag=${tag%gru*}; length=${1:5:3}; budget=150000; seeds=0,1,2; model=s3m
             [ "$length" = 512 ] && budget=350000
@@ -146,29 +146,24 @@ run.eval_every=5000 run.stop_at_success=0.95 run.stop_metric=eval/return run.ste
         *) echo "frontier.sh: no job $1" >&2; exit 2 ;;
     esac
 }
-# The sweep runs a job's runs in its plan's order (settings, models, seeds). Lane 1: discounting-chain delays 1-30 (the
-# issue's table; runs of ≤ 30,000 env steps), S3M at 200 with model.mask_cut_episodes (seeds 0, 2), then the GRU at 512
-# (the issue: both models until one fails; 350,000 env steps), then S3M reading samples at 200. Lane 2: S3M at 512
-# (seeds 0, 1 with 1,000,000 env steps: seed 0 solved at 342,004, seed 1 at 68,004; then seed 2 with 350,000), then
-# the GRU's seed 1 at 512 (from 2026-12-06, beside its seed 0 in lane 1: the frontier's missing side, ≈ 16 h a seed),
-# then the GRU reading samples at 200. Lane 3 runs the masked 200 run's seed 1 and the unmasked 200 runs' seeds 3, 4 before
-# delay 100; lane 1 the masked seeds 3, 4 after seed 2. Lane 3: POPGym evaluated deterministically
-# (each model's seed 0, then seeds 1 and 2; ≤ 100,000 each), γ = 1 − 1/2000 at delay 100, discounting-chain delay 100 at
-# γ = 1 − 1/333 (where the bonus is not worth taking: it measures discounting), then both models reading the latents'
-# mode at 200 (an alternative to `probs`, not the issue's). Finished jobs stay in their lanes, for `status` and `pack`;
-# the greedy POPGym job is in no lane (its S3M run is packed at 40,736). The two levers against the reward head's recall
-# at 200 run before the GRU at 512 (lane 1: heads reading (h, z)) and before delay 100 (lane 3: train ratio 128);
-# lane 4 takes the train ratio 128 to 512: S3M, then S3M with model.mask_cut_episodes (3 of 3), the same at 1,024
-# (from 2026-12-06), then the GRU's seed 1. Lane 3
-# runs the GRU at 200 at ratio 128 (seeds 0, 1), then the GRU's seed 2 at 512 (ratio 512), before the mode-at-200 jobs. In lane 1 the GRU at 512 at ratio 512 (probs512gru)
-# comes first, then its seed 0 at ratio 128, then the heads-on-(h, z) lever: at ratio 128 the GRU at 200 never fitted
-# the rewarded steps in 150,000 env steps (its ratio-512 seeds solved at 18,004-28,004), so ratio 512 is the fair pair
-# at 512, and the GRU's update at B 1 is about twice as fast since the adjoint scan (docs/notes.md, "The GRU at
-# batch 1"; from 2026-12-05 to 12-06 the ratio-128 run went first, when S3M had solved 512 at ratio 128 in 58 min).
-LANE1="probs200s3m probs200gru gru75 dce cut200s3m cut200s3m34 probs512gru lever512tr128gru0 lever200hout s3m200"
+# The sweep runs a job's runs in its plan's order (settings, models, seeds). Finished jobs stay in their lanes, for
+# `status` and `pack` (a job whose runs all have rows passes in seconds). What each lane has left, in order:
+# * lane 1: the GRU at 512 at ratio 512, seed 0 (probs512gru: the frontier's missing side, the fair pair of S3M's
+#   ratio-512 seeds), S3M at 200 with the heads reading (h, z) (lever200hout), S3M reading samples at 200 (s3m200).
+# * lane 2: the GRU's seed 1 at 512 (probs512gru1), then the GRU reading samples at 200 (gru200).
+# * lane 3: the GRU's seed 2 at 512 (probs512gru2), then both models reading the latents' mode at 200 (mode200s3m,
+#   mode200gru: an alternative to `probs`, not the issue's).
+# * lane 4: S3M masked at ratio 128 at 1,024 (cut1024s3m; the same settings solved 512 on 3 of 3 seeds).
+# The GRU's three seeds at 512 run side by side: ≈ 6 env steps/s each beside three other trainings, ≈ 16 h a seed.
+# In no lane: the GRU at 512 at ratio 128 (lever512tr128gru0 at 133,900 env steps, lever512tr128gru1 at 14,044; packed):
+# at 200 that ratio left the GRU unsolved on both seeds (docs/notes.md "The GRU at ratio 128 stalls"), so its lane
+# time went to the GRU's seeds at ratio 512 (2026-12-06). Also in no lane: the greedily evaluated POPGym job (`popgym`,
+# its S3M run packed at 40,736) and the discounting chain at the preset's entropy 3e-4 (dc0, dc1).
+LANE1="probs200s3m probs200gru gru75 dce cut200s3m cut200s3m34 probs512gru lever200hout s3m200"
 LANE2="probs512s3m probs512s3m2 probs512gru1 gru200"
 LANE3="dce10 pgdets3m0 pgdetgru0 pgdets3m1,2 pgdetgru1,2 dch cut200s3m1 probs200s3m34 lever200tr128 dce100 lever200tr128gru probs512gru2 mode200s3m mode200gru"
-LANE4="lever512tr128 cut512s3m cut1024s3m lever512tr128gru1"
+LANE4="lever512tr128 cut512s3m cut1024s3m"
+PARKED="lever512tr128gru0 lever512tr128gru1 popgym"  # in no lane (above); `status` and `pack` still cover them
 
 lane() {  # run jobs in order; a SIGTERM stops the running sweep (its trainings checkpoint) and the lane
     echo $$ > "$B/runs/$1.pid"
@@ -191,8 +186,8 @@ case ${1:-} in
     lane2) lane lane2 $LANE2 ;;
     lane3) lane lane3 $LANE3 ;;
     lane4) lane lane4 $LANE4 ;;
-    status) for name in $LANE1 $LANE2 $LANE3 $LANE4; do echo "== $name"; $R2I sweep $(job "$name") --status; done ;;
+    status) for name in $LANE1 $LANE2 $LANE3 $LANE4 $PARKED; do echo "== $name"; $R2I sweep $(job "$name") --status; done ;;
     stop) for f in "$B"/runs/lane*.pid; do [ -f "$f" ] && kill -TERM "$(cat "$f")" 2>/dev/null; rm -f "$f"; done ;;
-    pack) for name in $LANE1 $LANE2 $LANE3 $LANE4; do $R2I sweep $(job "$name") --pack; done ;;
+    pack) for name in $LANE1 $LANE2 $LANE3 $LANE4 $PARKED; do $R2I sweep $(job "$name") --pack; done ;;
     *) sed -n '2,17p' "$0"; exit 2 ;;
 esac
