@@ -11,6 +11,7 @@
 #   benchmarks/frontier.sh status     # `r2i sweep --status` of every job: training, packed, solved, ...
 #   benchmarks/frontier.sh stop       # SIGTERM to the lanes: their trainings checkpoint and exit
 #   benchmarks/frontier.sh pack       # then: every unfinished run into benchmarks/carry/ (commit those archives)
+#   benchmarks/frontier.sh jobs       # the jobs of every lane and the parked ones; `args JOB`: one job's sweep arguments
 #
 # R2I is the r2i command (default `r2i`); to train with another checkout's code while editing this one, e.g.
 #   R2I="env PYTHONPATH=/path/to/worktree/src r2i" benchmarks/frontier.sh lane1 &
@@ -180,6 +181,10 @@ lane() {  # run jobs in order; a SIGTERM stops the running sweep (its trainings 
     done
 }
 
+case ${1:-} in  # read-only queries first, before anything is written under $B/runs
+    jobs) echo $LANE1 $LANE2 $LANE3 $LANE4 $PARKED; exit 0 ;;
+    args) job "${2:?usage: frontier.sh args JOB}"; exit ;;
+esac
 mkdir -p "$B/runs"
 case ${1:-} in
     lane1) lane lane1 $LANE1 ;;
@@ -189,5 +194,5 @@ case ${1:-} in
     status) for name in $LANE1 $LANE2 $LANE3 $LANE4 $PARKED; do echo "== $name"; $R2I sweep $(job "$name") --status; done ;;
     stop) for f in "$B"/runs/lane*.pid; do [ -f "$f" ] && kill -TERM "$(cat "$f")" 2>/dev/null; rm -f "$f"; done ;;
     pack) for name in $LANE1 $LANE2 $LANE3 $LANE4 $PARKED; do $R2I sweep $(job "$name") --pack; done ;;
-    *) sed -n '2,17p' "$0"; exit 2 ;;
+    *) sed -n '2,18p' "$0"; exit 2 ;;
 esac
