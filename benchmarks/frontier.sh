@@ -5,9 +5,9 @@
 # benchmarks/carry/). Lanes side by side on a 2-core CPU, one XLA thread each (`run.cpu_threads=1`).
 #
 #   benchmarks/frontier.sh lane1 &    # discounting-chain delays 1-30, the GRU at 512 (seed 0), heads on (h, z)
-#   benchmarks/frontier.sh lane2 &    # S3M at 512, the GRU's seed 1 at 512, the GRU reading samples at 200
+#   benchmarks/frontier.sh lane2 &    # S3M at 512, the GRU's seed 1 at 512, the GRU at 1,024, the GRU reading samples at 200
 #   benchmarks/frontier.sh lane3 &    # POPGym, γ = 1 − 1/2000, delay 100, the GRU's seed 2 at 512, 200 reading the mode
-#   benchmarks/frontier.sh lane4 &    # S3M at 512 (ratio 128; cut episodes unmasked, then masked), masked at 1,024
+#   benchmarks/frontier.sh lane4 &    # S3M at 512 (ratio 128; unmasked, then masked), masked at 1,024, S3M at 1,024
 #   benchmarks/frontier.sh status     # `r2i sweep --status` of every job: training, packed, solved, ...
 #   benchmarks/frontier.sh stop       # SIGTERM to the lanes: their trainings checkpoint and exit
 #   benchmarks/frontier.sh pack       # then: every unfinished run into benchmarks/carry/ (commit those archives)
@@ -58,6 +58,12 @@ model.latent_input=mode run.steps=150000" ;;
             echo "--suite memory_len --settings 512 --models $model --seeds $seeds \
 --root $B/runs/probs_512 --carry $B/carry/probs_512 --csv $B/results/memory_len_probs.csv $HIDDEN \
 model.latent_input=probs run.steps=$budget" ;;
+        # 1,024 at the settings where both models solved 512 (the GRU's seed 1 at 36,004 env steps, S3M's seeds 0 and 1
+        # at 342,004 and 68,004): the issue's "until one of them fails". Windows of 4,096 at B 1, the sweep's budget
+        # 10,000 + 400·N = 419,600 env steps. One root and CSV for both models.
+        probs1024gru|probs1024s3m) echo "--suite memory_len --settings 1024 --models ${1#probs1024} --seeds 0,1 \
+--root $B/runs/probs_1024 --carry $B/carry/probs_1024 --csv $B/results/memory_len_probs.csv $HIDDEN \
+model.latent_input=probs" ;;
         # The episode a training window's start cuts into left out of the reward loss and the imagination starts
         # (model.mask_cut_episodes): at 200, windows of 512 steps, 4 in 10 of the queries a window holds lack their cue
         # (docs/notes.md, "Windows cut episodes"). S3M reading probabilities, seeds 0-2, against probs200s3m's rows:
@@ -151,19 +157,21 @@ run.eval_every=5000 run.stop_at_success=0.95 run.stop_metric=eval/return run.ste
 # `status` and `pack` (a job whose runs all have rows passes in seconds). What each lane has left, in order:
 # * lane 1: the GRU at 512 at ratio 512, seed 0 (probs512gru: the frontier's missing side, the fair pair of S3M's
 #   ratio-512 seeds), S3M at 200 with the heads reading (h, z) (lever200hout), S3M reading samples at 200 (s3m200).
-# * lane 2: the GRU's seed 1 at 512 (probs512gru1), then the GRU reading samples at 200 (gru200).
+# * lane 2: the GRU's seed 1 at 512 (probs512gru1: solved at 36,004), the GRU at 1,024 at the same settings
+#   (probs1024gru, seeds 0, 1), then the GRU reading samples at 200 (gru200).
 # * lane 3: the GRU's seed 2 at 512 (probs512gru2), then both models reading the latents' mode at 200 (mode200s3m,
 #   mode200gru: an alternative to `probs`, not the issue's).
-# * lane 4: S3M masked at ratio 128 at 1,024 (cut1024s3m; the same settings solved 512 on 3 of 3 seeds).
+# * lane 4: S3M masked at ratio 128 at 1,024 (cut1024s3m; the same settings solved 512 on 3 of 3 seeds), then S3M at
+#   1,024 at the GRU's settings (probs1024s3m).
 # The GRU's three seeds at 512 run side by side: ≈ 6 env steps/s each beside three other trainings, ≈ 16 h a seed.
 # In no lane: the GRU at 512 at ratio 128 (lever512tr128gru0 at 133,900 env steps, lever512tr128gru1 at 14,044; packed):
 # at 200 that ratio left the GRU unsolved on both seeds (docs/notes.md "The GRU at ratio 128 stalls"), so its lane
 # time went to the GRU's seeds at ratio 512 (2026-12-06). Also in no lane: the greedily evaluated POPGym job (`popgym`,
 # its S3M run packed at 40,736) and the discounting chain at the preset's entropy 3e-4 (dc0, dc1).
 LANE1="probs200s3m probs200gru gru75 dce cut200s3m cut200s3m34 probs512gru lever200hout s3m200"
-LANE2="probs512s3m probs512s3m2 probs512gru1 gru200"
+LANE2="probs512s3m probs512s3m2 probs512gru1 probs1024gru gru200"
 LANE3="dce10 pgdets3m0 pgdetgru0 pgdets3m1,2 pgdetgru1,2 dch cut200s3m1 probs200s3m34 lever200tr128 dce100 lever200tr128gru probs512gru2 mode200s3m mode200gru"
-LANE4="lever512tr128 cut512s3m cut1024s3m"
+LANE4="lever512tr128 cut512s3m cut1024s3m probs1024s3m"
 PARKED="lever512tr128gru0 lever512tr128gru1 popgym"  # in no lane (above); `status` and `pack` still cover them
 
 lane() {  # run jobs in order; a SIGTERM stops the running sweep (its trainings checkpoint) and the lane
