@@ -5,13 +5,13 @@
 # benchmarks/carry/). Lanes side by side on a 2-core CPU, one XLA thread each (`run.cpu_threads=1`).
 #
 #   benchmarks/frontier.sh lane1 &    # discounting-chain delays 1-30, the GRU at 512 (seed 0), heads on (h, z)
-#   benchmarks/frontier.sh lane2 &    # S3M at 512, the GRU's seed 1 at 512, the GRU at 1,024, the GRU reading samples at 200
-#   benchmarks/frontier.sh lane3 &    # POPGym, γ = 1 − 1/2000, delay 100, the GRU's seed 2 at 512, 200 reading the mode
+#   benchmarks/frontier.sh lane2 &    # S3M and the GRU's seed 1 at 512, the GRU at 1,024, the GRU on samples at 200
+#   benchmarks/frontier.sh lane3 &    # POPGym, γ = 1 − 1/2000, delay 100, the GRU's seed 2 at 512, the mode at 200
 #   benchmarks/frontier.sh lane4 &    # S3M at 512 (ratio 128; unmasked, then masked), masked at 1,024, S3M at 1,024
 #   benchmarks/frontier.sh status     # `r2i sweep --status` of every job: training, packed, solved, ...
 #   benchmarks/frontier.sh stop       # SIGTERM to the lanes: their trainings checkpoint and exit
 #   benchmarks/frontier.sh pack       # then: every unfinished run into benchmarks/carry/ (commit those archives)
-#   benchmarks/frontier.sh jobs       # the jobs of every lane and the parked ones; `args JOB`: one job's sweep arguments
+#   benchmarks/frontier.sh jobs       # every lane's jobs and the parked ones (`args JOB`: one job's sweep arguments)
 #
 # R2I is the r2i command (default `r2i`); to train with another checkout's code while editing this one, e.g.
 #   R2I="env PYTHONPATH=/path/to/worktree/src r2i" benchmarks/frontier.sh lane1 &
