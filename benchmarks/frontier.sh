@@ -173,6 +173,7 @@ LANE2="probs512s3m probs512s3m2 probs512gru1 probs1024gru gru200"
 LANE3="dce10 pgdets3m0 pgdetgru0 pgdets3m1,2 pgdetgru1,2 dch cut200s3m1 probs200s3m34 lever200tr128 dce100 lever200tr128gru probs512gru2 mode200s3m mode200gru"
 LANE4="lever512tr128 cut512s3m cut1024s3m probs1024s3m"
 PARKED="lever512tr128gru0 lever512tr128gru1 popgym"  # in no lane (above); `status` and `pack` still cover them
+ALL="$LANE1 $LANE2 $LANE3 $LANE4 $PARKED"  # what `jobs`, `status` and `pack` go through
 
 lane() {  # run jobs in order; a SIGTERM stops the running sweep (its trainings checkpoint) and the lane
     echo $$ > "$B/runs/$1.pid"
@@ -190,7 +191,7 @@ lane() {  # run jobs in order; a SIGTERM stops the running sweep (its trainings 
 }
 
 case ${1:-} in  # read-only queries first, before anything is written under $B/runs
-    jobs) echo $LANE1 $LANE2 $LANE3 $LANE4 $PARKED; exit 0 ;;
+    jobs) echo $ALL; exit 0 ;;
     args) job "${2:?usage: frontier.sh args JOB}"; exit ;;
 esac
 mkdir -p "$B/runs"
@@ -199,8 +200,8 @@ case ${1:-} in
     lane2) lane lane2 $LANE2 ;;
     lane3) lane lane3 $LANE3 ;;
     lane4) lane lane4 $LANE4 ;;
-    status) for name in $LANE1 $LANE2 $LANE3 $LANE4 $PARKED; do echo "== $name"; $R2I sweep $(job "$name") --status; done ;;
+    status) for name in $ALL; do echo "== $name"; $R2I sweep $(job "$name") --status; done ;;
     stop) for f in "$B"/runs/lane*.pid; do [ -f "$f" ] && kill -TERM "$(cat "$f")" 2>/dev/null; rm -f "$f"; done ;;
-    pack) for name in $LANE1 $LANE2 $LANE3 $LANE4 $PARKED; do $R2I sweep $(job "$name") --pack; done ;;
+    pack) for name in $ALL; do $R2I sweep $(job "$name") --pack; done ;;
     *) sed -n '2,18p' "$0"; exit 2 ;;
 esac
