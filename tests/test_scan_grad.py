@@ -37,7 +37,11 @@ def toy_step(params, carry, x_t, consts):
     return h, (h + 0.1 * jax.random.normal(key, h.shape), jnp.sum(h * h, -1))
 
 
-def test_adjoint_scan_equals_lax_scan_on_a_toy_cell():
+@pytest.mark.parametrize("unroll", [1, 3, scan_grad.UNROLL])
+def test_adjoint_scan_equals_lax_scan_on_a_toy_cell(unroll, monkeypatch):
+    """Unrolled or not, and with a remainder (40 steps, 3 per iteration), the loops give the scan's values and
+    gradients."""
+    monkeypatch.setattr(scan_grad, "UNROLL", unroll)
     t, b, d, e = 40, 3, 4, 5
     keys = jax.random.split(jax.random.key(0), 6)
     params = {"w": 0.6 * jax.random.normal(keys[0], (d, d)), "u": jax.random.normal(keys[1], (e, d)),
