@@ -20,10 +20,11 @@ backward pass), B = 1: 454 → 181 ms over 2,048 steps and 113 → 42 ms over 51
 and B = 16 over 256 steps 79 → 144 ms. The GRU world model therefore uses it at batch 1 only.
 
 Both of its loops are unrolled (`UNROLL` steps per loop iteration), which at B = 1, where a step is a few small
-kernels, made the update faster. Measured on one core (CPU time of the GRU's whole update, `python benchmarks/filter_unroll.py`, benchmarks/results/filter_unroll.jsonl): unrolled 8×,
-B 1 × T 2,048 −11 % (341 → 302 ms), B 1 × T 4,096 −12 % (613 → 538 ms), with bitwise the same parameters; 16× was
-slower than 8× in a first run. JAX's own scan at B = 2 × T 512 (the plain scan) did not gain (4×: −5 %, 8×: +30 %,
-one run), so it keeps one step per iteration.
+kernels, made the update faster. Measured on one core (CPU time of the GRU's whole update,
+`python benchmarks/filter_unroll.py`, benchmarks/results/filter_unroll.jsonl): unrolled 8×, B 1 × T 2,048 −11 %
+(341 → 302 ms), B 1 × T 4,096 −12 % (613 → 538 ms), with bitwise the same parameters; 16× was slower than 8× in a
+first run. JAX's own scan at B = 2 × T 512 (the plain scan) did not gain (4×: −5 %, 8×: +30 %, one run), so it keeps
+one step per iteration.
 """
 
 from __future__ import annotations
