@@ -1,12 +1,12 @@
 """Time the GRU's whole update at batch 1 with the adjoint scan's loops unrolled k steps per iteration, against 1.
 
 At B = 1 the GRU world model's filter runs `r2i.scan_grad.adjoint_scan`, whose forward and reverse loops make a few
-small kernels per step: their dispatch, not their arithmetic, sets the loop's time. This script compiles the same
+small kernels per step. This script compiles the same
 update (the `bsuite_cpu` preset at the frontier's settings: the actor and critic reading the hidden state, the sequence
 model reading the latents' probabilities) once per unroll, times them in turn on the same state and batch (so they
 share the machine's load), and checks that one update from the same state, batch and key gives bitwise the same
 parameters. One JSON line per (T, unroll) with the median CPU time of the process per update, then a summary line
-per T with each unroll's time over unroll 1's:
+per T with each unroll's time over the first unroll listed's (`over_unroll_1` with the default list):
 
     python benchmarks/filter_unroll.py [T,T,…] [unroll,unroll,…] [repeats]   # default 2048,4096  1,8  7
 
@@ -28,6 +28,7 @@ from r2i import scan_grad
 from r2i.agent import Agent
 from r2i.bench.common import random_batch
 from r2i.config import make_config
+from r2i.errors import ConfigError
 from r2i.runtime import device_description, source_commit
 from r2i.spaces import ActionSpace, Space
 
@@ -70,12 +71,20 @@ def main(lengths: list[int], unrolls: list[int], repeats: int) -> None:
             print(json.dumps(dict(bench="filter_unroll", model="gru", B=1, T=t, unroll=u,
                                   median_cpu_ms=round(1e3 * medians[u], 1), repeats=repeats,
                                   params_identical_to_first=identical[u], device=device, commit=commit)))
-        print(json.dumps(dict(bench="filter_unroll", summary="over_unroll_1", T=t, device=device, commit=commit,
+        print(json.dumps(dict(bench="filter_unroll", summary=f"over_unroll_{unrolls[0]}", T=t, device=device, commit=commit,
                               ratios={str(u): round(medians[u] / medians[unrolls[0]], 3) for u in unrolls})))
 
 
 if __name__ == "__main__":
     args = sys.argv[1:]
-    main([int(x) for x in (args[0] if args else "2048,4096").split(",")],
-         [int(x) for x in (args[1] if len(args) > 1 else "1,8").split(",")],
-         int(args[2]) if len(args) > 2 else 7)
+    try:
+        lengths = [int(x) for x in (args[0] if args else "2048,4096").split(",")]
+        unrolls = [int(x) for x in (args[1] if len(args) > 1 else "1,8").split(",")]
+        repeats = int(args[2]) if len(args) > 2 else 7
+    except ValueError:
+        raise SystemExit("usage: python benchmarks/filter_unroll.py [T,T,…] [unroll,unroll,…] [repeats] "
+                         "(whole numbers, e.g. 2048,4096 1,8 7)") from None
+    try:
+        main(lengths, unrolls, repeats)
+    except ConfigError as error:  # e.g. a T below the preset's 256 imagination starts
+        raise SystemExit(f"filter_unroll: {error}") from None
