@@ -1,0 +1,149 @@
+"""Does the memory steps' action noise keep the world model from learning the cue? A controlled test at one length.
+
+The probes of the masked S3M run that failed memory length 1,024 (docs/notes.md, "Masked S3M at 1,024") found the cue
+in its state when every episode was given the same actions, and buried when each had its policy's own near-uniform
+memory-step actions. This script takes the RL loop away: a run's config (the failed run's, or any memory_len run's)
+trains from scratch on episodes of a scripted behaviour, and the only difference between two invocations is how the
+behaviour acts on the memory steps, where the environment ignores the action:
+
+* `--memory-p0 0.5`: uniform random actions (what entropy 1e-2 keeps the actor at);
+* `--memory-p0 1.0`: always action 0 (no action noise).
+
+At the answer step (the (N+1)-th action) both answer 0 with probability `--answer-p0` (0.8 by default), so that the
+reward depends on the cue to first order (an unbiased answer makes it the XOR of cue and answer; docs/notes.md, "The
+actor locks in"). Episodes are collected and replayed as the run trains (its train ratio, windows and masking); the
+actor and critic train too but never act. Every `--every` updates the world model is probed on held-out episodes of the
+same behaviour, never trained on (uncut rewarded steps, `cut_probe.predicted_reward`): how often the reward head's sign
+matches the reward, and its gap towards the right answer when the other answer is swapped in. One JSON line each:
+
+    python benchmarks/action_noise_wm.py RUN_DIR --memory-p0 0.5 [--answer-p0 0.8] [--updates 1500] [--every 250]
+        [--seed 0] [--probe-batches 64] [--probe-env-steps 48000]
+
+RUN_DIR is only read (its config.yaml); the training writes to a temporary directory that is deleted at the end.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import functools
+import json
+import sys
+import tempfile
+import time
+
+import jax
+import numpy as np
+
+from cut_probe import mean3, predicted_reward
+from r2i import allocator
+from r2i.loop import Trainer
+from r2i.metrics import Aggregator
+from r2i.replay import Replay
+from r2i.rundir import load_config
+from r2i.runtime import device_description, source_commit
+
+
+class Scripted:
+    """The behaviour: per env, the step index since its episode began picks the answer step (index N)."""
+
+    def __init__(self, trainer: Trainer, memory_length: int, memory_p0: float, answer_p0: float, seed: int):
+        self.space, self.n = trainer.driver.act_space, memory_length
+        self.memory_p0, self.answer_p0 = memory_p0, answer_p0
+        self.rng = np.random.default_rng(seed)
+        self.index = np.zeros(trainer.driver.num_envs, np.int64)
+
+    def act(self, obs: dict) -> np.ndarray:
+        """obs: the envs' current observations (is_first (E,) bool) → one-hot actions (E, 2) float32."""
+        self.index = np.where(obs["is_first"], 0, self.index + 1)
+        p0 = np.where(self.index == self.n, self.answer_p0, self.memory_p0)
+        return np.stack([self.space.encode(np.array([int(self.rng.random() >= p)])) for p in p0])
+
+
+def step(trainer: Trainer, behaviour: Scripted) -> None:
+    """One env step of every env with the scripted actions, stored in the trainer's replay."""
+    action = behaviour.act(trainer.obs)
+    trainer.replay.add({**{k: v for k, v in trainer.obs.items() if k in trainer.replay.spec}, "action": action})
+    trainer.driver.step_async(action)
+    trainer.counters.env_steps += trainer.global_envs
+    trainer._collect_step()
+
+
+def held_out(trainer: Trainer, behaviour: Scripted, env_steps: int, seed: int) -> Replay:
+    """A replay of `env_steps` new env steps of the behaviour, in place of the trainer's own for their collection."""
+    own, cfg = trainer.replay, trainer.config
+    trainer.replay = Replay(own.spec, cfg.replay.capacity, cfg.env.num_envs, cfg.run.batch_length, seed)
+    try:
+        for _ in range(-(-env_steps // trainer.global_envs)):
+            step(trainer, behaviour)
+        if not trainer.replay.ready(cfg.run.batch_size):
+            raise SystemExit(f"--probe-env-steps {env_steps} does not fill a window of {cfg.run.batch_length} in "
+                             "every env; give more")
+        return trainer.replay
+    finally:
+        trainer.replay = own
+
+
+def probe(trainer: Trainer, replay: Replay, batches: int) -> dict:
+    """The reward head on held-out windows' uncut rewarded steps."""
+    agent, run = trainer.agent, jax.jit(functools.partial(predicted_reward, trainer.agent))
+    rng, rows = np.random.default_rng(0), []
+    for i in range(batches):
+        batch = replay.sample(trainer.config.run.batch_size, rng)
+        pred, other, _ = map(np.asarray, jax.device_get(run(trainer.state.params, agent.shard_batch(batch),
+                                                            jax.random.key(i))))
+        rewarded = (batch["reward"] != 0) & batch["seen_start"]
+        rewarded[:, 0] = False
+        rows.append(np.stack([pred[rewarded], other[rewarded], batch["reward"][rewarded]], -1))
+    pred, other, reward = np.concatenate(rows).astype(np.float64).T
+    return {"rewarded_steps": len(reward), "sign_accuracy": mean3(np.sign(pred) == np.sign(reward)),
+            "answer_gap": mean3((pred - other) * np.sign(reward)), "mean_abs_pred": mean3(np.abs(pred))}
+
+
+def main(args: argparse.Namespace) -> None:
+    base = load_config(args.run_dir)
+    memory_length = int(base.env.options.get("memory_length", 0))
+    if not base.env.id.startswith("bsuite:memory_len") or memory_length < 1:
+        raise SystemExit(f"{args.run_dir}: not a bsuite memory_len run (env.id {base.env.id})")
+    with tempfile.TemporaryDirectory(prefix="action_noise_wm-") as logdir:
+        config = dataclasses.replace(base, logdir=logdir, seed=args.seed)
+        trainer = Trainer(config, quiet=True)
+        try:
+            behaviour = Scripted(trainer, memory_length, args.memory_p0, args.answer_p0, args.seed)
+            test = held_out(trainer, Scripted(trainer, memory_length, args.memory_p0, args.answer_p0,
+                                              args.seed + 1000), args.probe_env_steps, args.seed + 1000)
+            trainer.obs = trainer.driver.reset()
+            trainer.counters.env_steps = 0
+            common = {"bench": "action_noise_wm", "run": args.run_dir, "memory_length": memory_length,
+                      "memory_p0": args.memory_p0, "answer_p0": args.answer_p0, "seed": args.seed,
+                      "batch": [config.run.batch_size, config.run.batch_length], "train_ratio": config.run.train_ratio,
+                      "device": device_description(), "commit": source_commit()}
+            while not trainer._training_starts():
+                step(trainer, behaviour)
+            trainer._train_metrics = Aggregator("train")  # what run() sets up for _update
+            start, updates = time.monotonic(), 0
+            while updates < args.updates:
+                step(trainer, behaviour)
+                for _ in range(trainer.should_train(trainer.global_envs)):
+                    trainer._update()
+                    updates += 1
+                    if updates % args.every == 0:
+                        print(json.dumps({**common, "updates": updates, "env_steps": trainer.counters.env_steps,
+                                          "wall_s": round(time.monotonic() - start),
+                                          **probe(trainer, test, args.probe_batches)}), flush=True)
+        finally:
+            trainer.close()
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("run_dir", help="a memory_len run whose config.yaml is used (only read)")
+    parser.add_argument("--memory-p0", type=float, required=True, help="P(action 0) on the memory steps")
+    parser.add_argument("--answer-p0", type=float, default=0.8, help="P(action 0) at the answer step")
+    parser.add_argument("--updates", type=int, default=1500, help="updates to train")
+    parser.add_argument("--every", type=int, default=250, help="updates between probes")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the training, the envs and the behaviour")
+    parser.add_argument("--probe-batches", type=int, default=64, help="held-out windows per probe")
+    parser.add_argument("--probe-env-steps", type=int, default=48000, help="env steps of held-out episodes")
+    allocator.configure()
+    main(parser.parse_args(sys.argv[1:]))
