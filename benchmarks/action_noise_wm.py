@@ -34,8 +34,8 @@ import time
 
 import jax
 import numpy as np
-
 from cut_probe import mean3, predicted_reward
+
 from r2i import allocator
 from r2i.loop import Trainer
 from r2i.metrics import Aggregator
@@ -77,8 +77,10 @@ def held_out(trainer: Trainer, behaviour: Scripted, env_steps: int, seed: int) -
         for _ in range(-(-env_steps // trainer.global_envs)):
             step(trainer, behaviour)
         if not trainer.replay.ready(cfg.run.batch_size):
-            raise SystemExit(f"--probe-env-steps {env_steps} does not fill a window of {cfg.run.batch_length} in "
-                             "every env; give more")
+            raise SystemExit(
+                f"--probe-env-steps {env_steps} does not fill a window of {cfg.run.batch_length} in "
+                "every env; give more"
+            )
         return trainer.replay
     finally:
         trainer.replay = own
@@ -90,14 +92,19 @@ def probe(trainer: Trainer, replay: Replay, batches: int) -> dict:
     rng, rows = np.random.default_rng(0), []
     for i in range(batches):
         batch = replay.sample(trainer.config.run.batch_size, rng)
-        pred, other, _ = map(np.asarray, jax.device_get(run(trainer.state.params, agent.shard_batch(batch),
-                                                            jax.random.key(i))))
+        pred, other, _ = map(
+            np.asarray, jax.device_get(run(trainer.state.params, agent.shard_batch(batch), jax.random.key(i)))
+        )
         rewarded = (batch["reward"] != 0) & batch["seen_start"]
         rewarded[:, 0] = False
         rows.append(np.stack([pred[rewarded], other[rewarded], batch["reward"][rewarded]], -1))
     pred, other, reward = np.concatenate(rows).astype(np.float64).T
-    return {"rewarded_steps": len(reward), "sign_accuracy": mean3(np.sign(pred) == np.sign(reward)),
-            "answer_gap": mean3((pred - other) * np.sign(reward)), "mean_abs_pred": mean3(np.abs(pred))}
+    return {
+        "rewarded_steps": len(reward),
+        "sign_accuracy": mean3(np.sign(pred) == np.sign(reward)),
+        "answer_gap": mean3((pred - other) * np.sign(reward)),
+        "mean_abs_pred": mean3(np.abs(pred)),
+    }
 
 
 def main(args: argparse.Namespace) -> None:
@@ -110,14 +117,26 @@ def main(args: argparse.Namespace) -> None:
         trainer = Trainer(config, quiet=True)
         try:
             behaviour = Scripted(trainer, memory_length, args.memory_p0, args.answer_p0, args.seed)
-            test = held_out(trainer, Scripted(trainer, memory_length, args.memory_p0, args.answer_p0,
-                                              args.seed + 1000), args.probe_env_steps, args.seed + 1000)
+            test = held_out(
+                trainer,
+                Scripted(trainer, memory_length, args.memory_p0, args.answer_p0, args.seed + 1000),
+                args.probe_env_steps,
+                args.seed + 1000,
+            )
             trainer.obs = trainer.driver.reset()
             trainer.counters.env_steps = 0
-            common = {"bench": "action_noise_wm", "run": args.run_dir, "memory_length": memory_length,
-                      "memory_p0": args.memory_p0, "answer_p0": args.answer_p0, "seed": args.seed,
-                      "batch": [config.run.batch_size, config.run.batch_length], "train_ratio": config.run.train_ratio,
-                      "device": device_description(), "commit": source_commit()}
+            common = {
+                "bench": "action_noise_wm",
+                "run": args.run_dir,
+                "memory_length": memory_length,
+                "memory_p0": args.memory_p0,
+                "answer_p0": args.answer_p0,
+                "seed": args.seed,
+                "batch": [config.run.batch_size, config.run.batch_length],
+                "train_ratio": config.run.train_ratio,
+                "device": device_description(),
+                "commit": source_commit(),
+            }
             while not trainer._training_starts():
                 step(trainer, behaviour)
             trainer._train_metrics = Aggregator("train")  # what run() sets up for _update
@@ -128,9 +147,18 @@ def main(args: argparse.Namespace) -> None:
                     trainer._update()
                     updates += 1
                     if updates % args.every == 0:
-                        print(json.dumps({**common, "updates": updates, "env_steps": trainer.counters.env_steps,
-                                          "wall_s": round(time.monotonic() - start),
-                                          **probe(trainer, test, args.probe_batches)}), flush=True)
+                        print(
+                            json.dumps(
+                                {
+                                    **common,
+                                    "updates": updates,
+                                    "env_steps": trainer.counters.env_steps,
+                                    "wall_s": round(time.monotonic() - start),
+                                    **probe(trainer, test, args.probe_batches),
+                                }
+                            ),
+                            flush=True,
+                        )
         finally:
             trainer.close()
 
