@@ -17,31 +17,37 @@ same behaviour, never trained on (uncut rewarded steps, `cut_probe.predicted_rew
 matches the reward, and its gap towards the right answer when the other answer is swapped in. One JSON line each:
 
     python benchmarks/action_noise_wm.py RUN_DIR --memory-p0 0.5 [--answer-p0 0.8] [--updates 1500] [--every 250]
-        [--seed 0] [--probe-batches 64] [--probe-env-steps 48000]
+        [--seed 0] [--logdir DIR] [--probe-batches 64]
+        [--probe-env-steps 48000]
 
-RUN_DIR is only read (its config.yaml); the training writes to a temporary directory that is deleted at the end.
+RUN_DIR is only read (its config.yaml). The training writes to a temporary directory deleted at the end, or with
+`--logdir DIR` to DIR, checkpointed when `--updates` is reached or at a SIGTERM: run again with a larger `--updates` and it resumes
+(parameters, optimiser, replay and counters; its envs start new episodes, the held-out ones are collected again from
+the same seed).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import functools
 import json
 import sys
 import tempfile
-import time
 
 import jax
 import numpy as np
 from cut_probe import mean3, predicted_reward
 
 from r2i import allocator
+from r2i.clocks import Stopwatch
 from r2i.loop import Trainer
 from r2i.metrics import Aggregator
 from r2i.replay import Replay
 from r2i.rundir import load_config
 from r2i.runtime import device_description, source_commit
+from r2i.signals import GracefulExit
 
 
 class Scripted:
@@ -71,7 +77,7 @@ def step(trainer: Trainer, behaviour: Scripted) -> None:
 
 def held_out(trainer: Trainer, behaviour: Scripted, env_steps: int, seed: int) -> Replay:
     """A replay of `env_steps` new env steps of the behaviour, in place of the trainer's own for their collection."""
-    own, cfg = trainer.replay, trainer.config
+    own, cfg, counted = trainer.replay, trainer.config, trainer.counters.env_steps
     trainer.replay = Replay(own.spec, cfg.replay.capacity, cfg.env.num_envs, cfg.run.batch_length, seed)
     try:
         for _ in range(-(-env_steps // trainer.global_envs)):
@@ -83,7 +89,7 @@ def held_out(trainer: Trainer, behaviour: Scripted, env_steps: int, seed: int) -
             )
         return trainer.replay
     finally:
-        trainer.replay = own
+        trainer.replay, trainer.counters.env_steps = own, counted
 
 
 def probe(trainer: Trainer, replay: Replay, batches: int) -> dict:
@@ -112,55 +118,46 @@ def main(args: argparse.Namespace) -> None:
     memory_length = int(base.env.options.get("memory_length", 0))
     if not base.env.id.startswith("bsuite:memory_len") or memory_length < 1:
         raise SystemExit(f"{args.run_dir}: not a bsuite memory_len run (env.id {base.env.id})")
-    with tempfile.TemporaryDirectory(prefix="action_noise_wm-") as logdir:
-        config = dataclasses.replace(base, logdir=logdir, seed=args.seed)
-        trainer = Trainer(config, quiet=True)
-        try:
-            behaviour = Scripted(trainer, memory_length, args.memory_p0, args.answer_p0, args.seed)
-            test = held_out(
-                trainer,
-                Scripted(trainer, memory_length, args.memory_p0, args.answer_p0, args.seed + 1000),
-                args.probe_env_steps,
-                args.seed + 1000,
-            )
-            trainer.obs = trainer.driver.reset()
-            trainer.counters.env_steps = 0
-            common = {
-                "bench": "action_noise_wm",
-                "run": args.run_dir,
-                "memory_length": memory_length,
-                "memory_p0": args.memory_p0,
-                "answer_p0": args.answer_p0,
-                "seed": args.seed,
-                "batch": [config.run.batch_size, config.run.batch_length],
-                "train_ratio": config.run.train_ratio,
-                "device": device_description(),
-                "commit": source_commit(),
-            }
-            while not trainer._training_starts():
-                step(trainer, behaviour)
-            trainer._train_metrics = Aggregator("train")  # what run() sets up for _update
-            start, updates = time.monotonic(), 0
-            while updates < args.updates:
+    with contextlib.ExitStack() as stack:
+        logdir = args.logdir or stack.enter_context(tempfile.TemporaryDirectory(prefix="action_noise_wm-"))
+        config = dataclasses.replace(base, logdir=str(logdir), seed=args.seed)
+        trainer = Trainer(config, quiet=True)  # resumes a --logdir that holds a checkpoint
+        stack.callback(trainer.close)
+        behaviour = Scripted(trainer, memory_length, args.memory_p0, args.answer_p0, args.seed)
+        test_behaviour = Scripted(trainer, memory_length, args.memory_p0, args.answer_p0, args.seed + 1000)
+        test = held_out(trainer, test_behaviour, args.probe_env_steps, args.seed + 1000)
+        trainer.obs = trainer.driver.reset()  # new episodes: the behaviour counts steps from their starts
+        common = {
+            "bench": "action_noise_wm",
+            "run": args.run_dir,
+            "memory_length": memory_length,
+            "memory_p0": args.memory_p0,
+            "answer_p0": args.answer_p0,
+            "seed": args.seed,
+            "batch": [config.run.batch_size, config.run.batch_length],
+            "train_ratio": config.run.train_ratio,
+            "device": device_description(),
+            "commit": source_commit(),
+        }
+        c = trainer.counters
+        while not trainer._training_starts():
+            step(trainer, behaviour)
+        trainer._train_metrics = Aggregator("train")  # what run() sets up for _update
+        trainer._watch = Stopwatch(c.wall_s)
+        with GracefulExit() as stop:  # a SIGTERM ends the update and, with --logdir, checkpoints it
+            while c.updates < args.updates and not stop.requested:
                 step(trainer, behaviour)
                 for _ in range(trainer.should_train(trainer.global_envs)):
                     trainer._update()
-                    updates += 1
-                    if updates % args.every == 0:
-                        print(
-                            json.dumps(
-                                {
-                                    **common,
-                                    "updates": updates,
-                                    "env_steps": trainer.counters.env_steps,
-                                    "wall_s": round(time.monotonic() - start),
-                                    **probe(trainer, test, args.probe_batches),
-                                }
-                            ),
-                            flush=True,
-                        )
-        finally:
-            trainer.close()
+                    if c.updates % args.every == 0:
+                        row = {
+                            "updates": c.updates,
+                            "env_steps": c.env_steps,
+                            "wall_s": round(trainer._watch.seconds()),
+                        }
+                        print(json.dumps({**common, **row, **probe(trainer, test, args.probe_batches)}), flush=True)
+            if args.logdir:
+                trainer._checkpoint()
 
 
 if __name__ == "__main__":
@@ -168,10 +165,11 @@ if __name__ == "__main__":
     parser.add_argument("run_dir", help="a memory_len run whose config.yaml is used (only read)")
     parser.add_argument("--memory-p0", type=float, required=True, help="P(action 0) on the memory steps")
     parser.add_argument("--answer-p0", type=float, default=0.8, help="P(action 0) at the answer step")
-    parser.add_argument("--updates", type=int, default=1500, help="updates to train")
+    parser.add_argument("--updates", type=int, default=1500, help="train until this many updates")
     parser.add_argument("--every", type=int, default=250, help="updates between probes")
     parser.add_argument("--seed", type=int, default=0, help="seed of the training, the envs and the behaviour")
     parser.add_argument("--probe-batches", type=int, default=64, help="held-out windows per probe")
+    parser.add_argument("--logdir", help="keep the training here and resume it (default: a temporary directory)")
     parser.add_argument("--probe-env-steps", type=int, default=48000, help="env steps of held-out episodes")
     allocator.configure()
     main(parser.parse_args(sys.argv[1:]))
