@@ -16,14 +16,13 @@ actor and critic train too but never act. Every `--every` updates the world mode
 same behaviour, never trained on (uncut rewarded steps, `cut_probe.predicted_reward`): how often the reward head's sign
 matches the reward, and its gap towards the right answer when the other answer is swapped in. One JSON line each:
 
-    python benchmarks/action_noise_wm.py RUN_DIR --memory-p0 0.5 [--answer-p0 0.8] [--updates 1500] [--every 250]
-        [--seed 0] [--logdir DIR] [--probe-batches 64]
-        [--probe-env-steps 48000]
+    python benchmarks/action_noise_wm.py RUN_DIR [key=value …] --memory-p0 0.5 [--answer-p0 0.8] [--updates 1500]
+        [--every 250] [--seed 0] [--logdir DIR] [--probe-batches 64] [--probe-env-steps 48000]
 
-RUN_DIR is only read (its config.yaml). The training writes to a temporary directory deleted at the end, or with
-`--logdir DIR` to DIR, checkpointed when `--updates` is reached or at a SIGTERM: run again with a larger `--updates` and it resumes
-(parameters, optimiser, replay and counters; its envs start new episodes, the held-out ones are collected again from
-the same seed).
+RUN_DIR is only read (its config.yaml, changed by any key=value given after it). The training writes to a temporary
+directory deleted at the end, or with `--logdir DIR` to DIR, checkpointed when `--updates` is reached or at a SIGTERM:
+run again with a larger `--updates` and it resumes (parameters, optimiser, replay and counters; its envs start new
+episodes, the held-out ones are collected again from the same seed).
 """
 
 from __future__ import annotations
@@ -41,7 +40,9 @@ import numpy as np
 from cut_probe import mean3, predicted_reward
 
 from r2i import allocator
+from r2i import config as cfgmod
 from r2i.clocks import Stopwatch
+from r2i.errors import ConfigError
 from r2i.loop import Trainer
 from r2i.metrics import Aggregator
 from r2i.replay import Replay
@@ -114,7 +115,11 @@ def probe(trainer: Trainer, replay: Replay, batches: int) -> dict:
 
 
 def main(args: argparse.Namespace) -> None:
-    base = load_config(args.run_dir)
+    try:
+        base = cfgmod.apply_overrides(load_config(args.run_dir), cfgmod.parse_overrides(args.overrides))
+        cfgmod.validate(base)
+    except ConfigError as err:
+        raise SystemExit(f"action_noise_wm: {err}") from None
     memory_length = int(base.env.options.get("memory_length", 0))
     if not base.env.id.startswith("bsuite:memory_len") or memory_length < 1:
         raise SystemExit(f"{args.run_dir}: not a bsuite memory_len run (env.id {base.env.id})")
@@ -138,6 +143,7 @@ def main(args: argparse.Namespace) -> None:
             "train_ratio": config.run.train_ratio,
             "device": device_description(),
             "commit": source_commit(),
+            "overrides": args.overrides,
         }
         c = trainer.counters
         while not trainer._training_starts():
@@ -163,6 +169,9 @@ def main(args: argparse.Namespace) -> None:
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("run_dir", help="a memory_len run whose config.yaml is used (only read)")
+    parser.add_argument(
+        "overrides", nargs="*", help="config changes to the run's, key=value (e.g. model.ssm.dt_min=1e-4)"
+    )
     parser.add_argument("--memory-p0", type=float, required=True, help="P(action 0) on the memory steps")
     parser.add_argument("--answer-p0", type=float, default=0.8, help="P(action 0) at the answer step")
     parser.add_argument("--updates", type=int, default=1500, help="train until this many updates")
