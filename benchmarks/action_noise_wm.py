@@ -93,9 +93,10 @@ def held_out(trainer: Trainer, behaviour: Scripted, env_steps: int, seed: int) -
         trainer.replay, trainer.counters.env_steps = own, counted
 
 
-def probe(trainer: Trainer, replay: Replay, batches: int) -> dict:
-    """The reward head on held-out windows' uncut rewarded steps."""
-    agent, run = trainer.agent, jax.jit(functools.partial(predicted_reward, trainer.agent))
+def probe(trainer: Trainer, run, replay: Replay, batches: int) -> dict:
+    """The reward head on held-out windows' uncut rewarded steps; `run` is `predicted_reward` jitted for the trainer's
+    agent (compiled once for every probe)."""
+    agent = trainer.agent
     rng, rows = np.random.default_rng(0), []
     for i in range(batches):
         batch = replay.sample(trainer.config.run.batch_size, rng)
@@ -128,6 +129,10 @@ def main(args: argparse.Namespace) -> None:
         config = dataclasses.replace(base, logdir=str(logdir), seed=args.seed)
         trainer = Trainer(config, quiet=True)  # resumes a --logdir that holds a checkpoint
         stack.callback(trainer.close)
+        # New episodes everywhere: the behaviour counts steps from an episode's start (a resumed run's envs are
+        # restored mid-episode).
+        trainer.obs = trainer.driver.reset()
+        run = jax.jit(functools.partial(predicted_reward, trainer.agent))
         behaviour = Scripted(trainer, memory_length, args.memory_p0, args.answer_p0, args.seed)
         test_behaviour = Scripted(trainer, memory_length, args.memory_p0, args.answer_p0, args.seed + 1000)
         test = held_out(trainer, test_behaviour, args.probe_env_steps, args.seed + 1000)
@@ -161,7 +166,9 @@ def main(args: argparse.Namespace) -> None:
                             "env_steps": c.env_steps,
                             "wall_s": round(trainer._watch.seconds()),
                         }
-                        print(json.dumps({**common, **row, **probe(trainer, test, args.probe_batches)}), flush=True)
+                        print(
+                            json.dumps({**common, **row, **probe(trainer, run, test, args.probe_batches)}), flush=True
+                        )
             if args.logdir:
                 trainer._checkpoint()
 
