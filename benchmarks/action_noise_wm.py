@@ -37,7 +37,7 @@ import tempfile
 
 import jax
 import numpy as np
-from cut_probe import mean3, predicted_reward
+from cut_probe import mean3, predicted_reward, rewarded_steps
 
 from r2i import allocator
 from r2i import config as cfgmod
@@ -52,37 +52,38 @@ from r2i.signals import GracefulExit
 
 
 class Scripted:
-    """The behaviour: per env, the step index since its episode began picks the answer step (index N)."""
+    """The behaviour, in the place of the trainer's policy (`trainer._act`): per env, the step index since its episode
+    began picks the answer step (index N)."""
 
     def __init__(self, trainer: Trainer, memory_length: int, memory_p0: float, answer_p0: float, seed: int):
-        self.space, self.n = trainer.driver.act_space, memory_length
+        self.trainer, self.n = trainer, memory_length
         self.memory_p0, self.answer_p0 = memory_p0, answer_p0
         self.rng = np.random.default_rng(seed)
         self.index = np.zeros(trainer.driver.num_envs, np.int64)
 
-    def act(self, obs: dict) -> np.ndarray:
-        """obs: the envs' current observations (is_first (E,) bool) → one-hot actions (E, 2) float32."""
-        self.index = np.where(obs["is_first"], 0, self.index + 1)
+    def __call__(self, mode: str = "sample") -> np.ndarray:
+        """One-hot actions (E, 2) float32 for the envs' current observations (their is_first (E,) bool)."""
+        self.index = np.where(self.trainer.obs["is_first"], 0, self.index + 1)
         p0 = np.where(self.index == self.n, self.answer_p0, self.memory_p0)
-        return np.stack([self.space.encode(np.array([int(self.rng.random() >= p)])) for p in p0])
+        space = self.trainer.driver.act_space
+        return np.stack([space.encode(np.array([int(self.rng.random() >= p)])) for p in p0])
 
 
-def step(trainer: Trainer, behaviour: Scripted) -> None:
-    """One env step of every env with the scripted actions, stored in the trainer's replay."""
-    action = behaviour.act(trainer.obs)
-    trainer.replay.add({**{k: v for k, v in trainer.obs.items() if k in trainer.replay.spec}, "action": action})
-    trainer.driver.step_async(action)
-    trainer.counters.env_steps += trainer.global_envs
+def step(trainer: Trainer) -> None:
+    """One env step of every env with the trainer's (scripted) actions, stored in its replay."""
+    trainer._policy_step()
     trainer._collect_step()
 
 
 def held_out(trainer: Trainer, behaviour: Scripted, env_steps: int, seed: int) -> Replay:
-    """A replay of `env_steps` new env steps of the behaviour, in place of the trainer's own for their collection."""
-    own, cfg, counted = trainer.replay, trainer.config, trainer.counters.env_steps
-    trainer.replay = Replay(own.spec, cfg.replay.capacity, cfg.env.num_envs, cfg.run.batch_length, seed)
+    """A replay of `env_steps` new env steps of `behaviour`, collected in place of the trainer's own replay and
+    behaviour (which, with its counters, are as they were afterwards)."""
+    own, cfg, counted = (trainer.replay, trainer._act), trainer.config, dataclasses.replace(trainer.counters)
+    trainer.replay = Replay(own[0].spec, cfg.replay.capacity, cfg.env.num_envs, cfg.run.batch_length, seed)
+    trainer._act = behaviour
     try:
         for _ in range(-(-env_steps // trainer.global_envs)):
-            step(trainer, behaviour)
+            step(trainer)
         if not trainer.replay.ready(cfg.run.batch_size):
             raise SystemExit(
                 f"--probe-env-steps {env_steps} does not fill a window of {cfg.run.batch_length} in "
@@ -90,23 +91,12 @@ def held_out(trainer: Trainer, behaviour: Scripted, env_steps: int, seed: int) -
             )
         return trainer.replay
     finally:
-        trainer.replay, trainer.counters.env_steps = own, counted
+        (trainer.replay, trainer._act), trainer.counters = own, counted
 
 
 def probe(trainer: Trainer, run, replay: Replay, batches: int) -> dict:
-    """The reward head on held-out windows' uncut rewarded steps; `run` is `predicted_reward` jitted for the trainer's
-    agent (compiled once for every probe)."""
-    agent = trainer.agent
-    rng, rows = np.random.default_rng(0), []
-    for i in range(batches):
-        batch = replay.sample(trainer.config.run.batch_size, rng)
-        pred, other, _ = map(
-            np.asarray, jax.device_get(run(trainer.state.params, agent.shard_batch(batch), jax.random.key(i)))
-        )
-        rewarded = (batch["reward"] != 0) & batch["seen_start"]
-        rewarded[:, 0] = False
-        rows.append(np.stack([pred[rewarded], other[rewarded], batch["reward"][rewarded]], -1))
-    pred, other, reward = np.concatenate(rows).astype(np.float64).T
+    """The reward head on held-out windows' uncut rewarded steps (`cut_probe.rewarded_steps`)."""
+    pred, other, reward, _ = rewarded_steps(trainer, run, replay, batches)["uncut"].T
     return {
         "rewarded_steps": len(reward),
         "sign_accuracy": mean3(np.sign(pred) == np.sign(reward)),
@@ -133,7 +123,7 @@ def main(args: argparse.Namespace) -> None:
         # restored mid-episode).
         trainer.obs = trainer.driver.reset()
         run = jax.jit(functools.partial(predicted_reward, trainer.agent))
-        behaviour = Scripted(trainer, memory_length, args.memory_p0, args.answer_p0, args.seed)
+        trainer._act = Scripted(trainer, memory_length, args.memory_p0, args.answer_p0, args.seed)
         test_behaviour = Scripted(trainer, memory_length, args.memory_p0, args.answer_p0, args.seed + 1000)
         test = held_out(trainer, test_behaviour, args.probe_env_steps, args.seed + 1000)
         trainer.obs = trainer.driver.reset()  # new episodes: the behaviour counts steps from their starts
@@ -152,12 +142,12 @@ def main(args: argparse.Namespace) -> None:
         }
         c = trainer.counters
         while not trainer._training_starts():
-            step(trainer, behaviour)
+            step(trainer)
         trainer._train_metrics = Aggregator("train")  # what run() sets up for _update
         trainer._watch = Stopwatch(c.wall_s)
         with GracefulExit() as stop:  # a SIGTERM ends the update and, with --logdir, checkpoints it
             while c.updates < args.updates and not stop.requested:
-                step(trainer, behaviour)
+                step(trainer)
                 for _ in range(trainer.should_train(trainer.global_envs)):
                     trainer._update()
                     if c.updates % args.every == 0:

@@ -68,6 +68,23 @@ def collect_fresh(trainer: Trainer, env_steps: int) -> None:
                          "every env; collect more")
 
 
+def rewarded_steps(trainer: Trainer, run, replay: Replay, batches: int) -> dict[str, np.ndarray]:
+    """The rewarded steps of `batches` windows sampled from `replay` (seeded, so the same windows every call), split
+    into the episodes a window saw start ("uncut") and the others ("cut"): per kind an (n, 4) float64 array of the
+    reward head's prediction, its prediction with the other answer, the reward and the actor's probability of the right
+    answer. `run` is `predicted_reward` jitted for the trainer's agent."""
+    agent, rng, parts = trainer.agent, np.random.default_rng(0), {"uncut": [], "cut": []}
+    for i in range(batches):
+        batch = replay.sample(trainer.config.run.batch_size, rng)
+        out = jax.device_get(run(trainer.state.params, agent.shard_batch(batch), jax.random.key(i)))
+        pred, other, p_right = map(np.asarray, out)
+        rewarded = batch["reward"] != 0
+        rewarded[:, 0] = False  # no answer before a window's first step
+        for kind, where in (("uncut", rewarded & batch["seen_start"]), ("cut", rewarded & ~batch["seen_start"])):
+            parts[kind].append(np.stack([pred[where], other[where], batch["reward"][where], p_right[where]], -1))
+    return {kind: np.concatenate(rows).astype(np.float64) for kind, rows in parts.items()}
+
+
 def probe(logdir: str, batches: int = 64, fresh_env_steps: int = 0) -> dict:
     trainer = Trainer(dataclasses.replace(load_config(logdir), logdir=logdir), quiet=True)
     if not trainer.resumed:
@@ -75,23 +92,13 @@ def probe(logdir: str, batches: int = 64, fresh_env_steps: int = 0) -> dict:
     checkpoint_step = trainer.counters.env_steps  # collecting fresh episodes counts on
     if fresh_env_steps:
         collect_fresh(trainer, fresh_env_steps)
-    agent, state = trainer.agent, trainer.state
-    run = jax.jit(functools.partial(predicted_reward, agent))
-    rng, parts = np.random.default_rng(0), {"uncut": [], "cut": []}
-    for i in range(batches):
-        batch = trainer.replay.sample(trainer.config.run.batch_size, rng)
-        out = jax.device_get(run(state.params, agent.shard_batch(batch), jax.random.key(i)))
-        pred, other, p_right = map(np.asarray, out)
-        rewarded = batch["reward"] != 0
-        rewarded[:, 0] = False  # no answer before a window's first step
-        for kind, where in (("uncut", rewarded & batch["seen_start"]), ("cut", rewarded & ~batch["seen_start"])):
-            parts[kind].append(np.stack([pred[where], other[where], batch["reward"][where], p_right[where]], -1))
+    run = jax.jit(functools.partial(predicted_reward, trainer.agent))
+    parts = rewarded_steps(trainer, run, trainer.replay, batches)
     result = {"logdir": logdir, "commit": source_commit(), "env_steps": checkpoint_step,
               "fresh_env_steps": fresh_env_steps, "batches": batches,
               "batch": [trainer.config.run.batch_size, trainer.config.run.batch_length]}
-    total = sum(len(p) for kind in parts for p in parts[kind])
-    for kind, rows in parts.items():
-        pr = np.concatenate(rows).astype(np.float64)
+    total = sum(len(pr) for pr in parts.values())
+    for kind, pr in parts.items():
         pred, other, reward, p_right = pr[:, 0], pr[:, 1], pr[:, 2], pr[:, 3]
         result[kind] = {
             "rewarded_steps": len(pr), "share": round(len(pr) / max(1, total), 3),
