@@ -112,6 +112,15 @@ model.mask_cut_episodes=true run.train_ratio=128 run.steps=350000" ;;
         cut1024s3m) echo "--suite memory_len --settings 1024 --models s3m --seeds 0,1,2 --root $B/runs/cut_1024_tr128 \
 --carry $B/carry/cut_1024_tr128 --csv $B/results/memory_len_cut_tr128.csv $HIDDEN model.latent_input=probs \
 model.mask_cut_episodes=true run.train_ratio=128" ;;
+        # cut1024s3m's runs trained on to twice the sweep's budget, 840,000 env steps (26,250 updates). The scripted
+        # test (docs/notes.md, "The memory steps' action noise slows the world model at 1,024") learned the cue at
+        # 1,024 in 3,000-4,000 updates, 1.5-2x 512's 1,750-2,000; the RL runs that solved 512 at these settings took
+        # 2.8-3.2x the scripted test's updates (4,988-6,363), so 1,024 would take ~8,400-12,800, and the sweep's budget
+        # (~400 episodes at every length, 64 updates an episode here) gave seed 0 12,600. Same root (the runs train on
+        # from their checkpoints), its own CSV and carry, so that the rows at the sweep's budget stay as they are.
+        cut1024s3mx2) echo "--suite memory_len --settings 1024 --models s3m --seeds 0,1 --root $B/runs/cut_1024_tr128 \
+--carry $B/carry/cut_1024_tr128_x2 --csv $B/results/memory_len_cut_tr128_x2.csv $HIDDEN model.latent_input=probs \
+model.mask_cut_episodes=true run.train_ratio=128 run.steps=840000" ;;
         # S3M reading samples at 200: seed 0 was at chance through 103,004 env steps when it was paused for the lead.
         s3m200) echo "--suite memory_len --settings 200 --models s3m --seeds 0 --root $B/runs/hidden_200 \
 --carry $B/carry/hidden_200 --csv $B/results/memory_len_hidden.csv $HIDDEN run.steps=150000" ;;
@@ -157,8 +166,9 @@ run.eval_every=5000 run.stop_at_success=0.95 run.stop_metric=eval/return run.ste
 # `status` and `pack` (a job whose runs all have rows passes in seconds). What each lane has left, in order:
 # * lane 1: the GRU at 512 at ratio 512, seed 0 (probs512gru: the frontier's missing side, the fair pair of S3M's
 #   ratio-512 seeds), S3M at 200 with the heads reading (h, z) (lever200hout), S3M reading samples at 200 (s3m200).
-# * lane 2: the GRU's seed 1 at 512 (probs512gru1: solved at 36,004), the GRU at 1,024 at the same settings
-#   (probs1024gru, seeds 0, 1), then the GRU reading samples at 200 (gru200).
+# * lane 2: the GRU's seed 1 at 512 (probs512gru1: solved at 36,004), masked S3M at 1,024 trained on to twice the
+#   sweep's budget (cut1024s3mx2, seeds 0, 1; since 2026-12-06, fifth session), the GRU at 1,024 at the settings
+#   where it solved 512 (probs1024gru, seeds 0, 1; seed 0 paused at ~110,000), then the GRU reading samples at 200 (gru200).
 # * lane 3: the GRU's seed 2 at 512 (probs512gru2), then both models reading the latents' mode at 200 (mode200s3m,
 #   mode200gru: an alternative to `probs`, not the issue's).
 # * lane 4: S3M masked at ratio 128 at 1,024 (cut1024s3m; the same settings solved 512 on 3 of 3 seeds), then S3M at
@@ -169,7 +179,7 @@ run.eval_every=5000 run.stop_at_success=0.95 run.stop_metric=eval/return run.ste
 # time went to the GRU's seeds at ratio 512 (2026-12-06). Also in no lane: the greedily evaluated POPGym job (`popgym`,
 # its S3M run packed at 40,736) and the discounting chain at the preset's entropy 3e-4 (dc0, dc1).
 LANE1="probs200s3m probs200gru gru75 dce cut200s3m cut200s3m34 probs512gru lever200hout s3m200"
-LANE2="probs512s3m probs512s3m2 probs512gru1 probs1024gru gru200"
+LANE2="probs512s3m probs512s3m2 probs512gru1 cut1024s3mx2 probs1024gru gru200"
 LANE3="dce10 pgdets3m0 pgdetgru0 pgdets3m1,2 pgdetgru1,2 dch cut200s3m1 probs200s3m34 lever200tr128 dce100 lever200tr128gru probs512gru2 mode200s3m mode200gru"
 LANE4="lever512tr128 cut512s3m cut1024s3m probs1024s3m"
 PARKED="lever512tr128gru0 lever512tr128gru1 popgym"  # in no lane (above); `status` and `pack` still cover them
