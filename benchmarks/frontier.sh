@@ -115,10 +115,12 @@ model.mask_cut_episodes=true run.train_ratio=128" ;;
         # cut1024s3m's runs trained on to twice the sweep's budget, 840,000 env steps (26,250 updates). The scripted
         # test (docs/notes.md, "The memory steps' action noise slows the world model at 1,024") learned the cue at
         # 1,024 in 3,000-4,000 updates, 1.5-2x 512's 1,750-2,000; the RL runs that solved 512 at these settings took
-        # 2.8-3.2x the scripted test's updates (4,988-6,363), so 1,024 would take ~8,400-12,800, and the sweep's budget
-        # (~400 episodes at every length, 64 updates an episode here) gave seed 0 12,600. Same root (the runs train on
+        # 2.5-3.6x the scripted test's updates (4,988-6,363), so 1,024 would take ~7,500-14,400, and the sweep's budget
+        # (~400 episodes at every length, 32 updates an episode here) gave seed 0 12,600. Same root (the runs train on
         # from their checkpoints), its own CSV and carry, so that the rows at the sweep's budget stay as they are.
-        cut1024s3mx2) echo "--suite memory_len --settings 1024 --models s3m --seeds 0,1 --root $B/runs/cut_1024_tr128 \
+        # Seed 0 solved at 502,004 (15,175 updates). Seeds 1 and 2 train on once their cut1024s3m runs end unsolved
+        # (until then their run directories are locked: this job's run of them fails and the lane goes on).
+        cut1024s3mx2) echo "--suite memory_len --settings 1024 --models s3m --seeds 0,1,2 --root $B/runs/cut_1024_tr128 \
 --carry $B/carry/cut_1024_tr128_x2 --csv $B/results/memory_len_cut_tr128_x2.csv $HIDDEN model.latent_input=probs \
 model.mask_cut_episodes=true run.train_ratio=128 run.steps=840000" ;;
         # S3M reading samples at 200: seed 0 was at chance through 103,004 env steps when it was paused for the lead.
@@ -167,7 +169,7 @@ run.eval_every=5000 run.stop_at_success=0.95 run.stop_metric=eval/return run.ste
 # * lane 1: the GRU at 512 at ratio 512, seed 0 (probs512gru: the frontier's missing side, the fair pair of S3M's
 #   ratio-512 seeds), S3M at 200 with the heads reading (h, z) (lever200hout), S3M reading samples at 200 (s3m200).
 # * lane 2: the GRU's seed 1 at 512 (probs512gru1: solved at 36,004), masked S3M at 1,024 trained on to twice the
-#   sweep's budget (cut1024s3mx2, seeds 0, 1; since 2026-12-06, fifth session), the GRU at 1,024 at the settings
+#   sweep's budget (cut1024s3mx2, seeds 0-2; since 2026-12-06, fifth session; seed 0 solved at 502,004), the GRU at 1,024 at the settings
 #   where it solved 512 (probs1024gru, seeds 0, 1; seed 0 paused at ~110,000), then the GRU reading samples at 200 (gru200).
 # * lane 3: the GRU's seed 2 at 512 (probs512gru2), then both models reading the latents' mode at 200 (mode200s3m,
 #   mode200gru: an alternative to `probs`, not the issue's).
