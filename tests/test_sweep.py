@@ -131,6 +131,35 @@ def test_a_larger_budget_trains_an_unsolved_run_on_and_replaces_its_row(tmp_path
         ("s3m", "18004", "0.96", "run.steps=20000"), ("gru", "6004", "1.0", "")]
 
 
+def test_a_run_trained_on_by_a_larger_budget_is_left_to_it_by_the_smaller_one(tmp_path, monkeypatch):
+    """Two sweeps share a root: one at the suite's budget (its row: unsolved at 14,000), one with `run.steps=20000`
+    training the same run on. While that is under way (a checkpoint past 14,000, no result), the first sweep must not
+    take the run for one of its own stopped trainings: it trains nothing and keeps its row."""
+    root, small, large = tmp_path / "runs", tmp_path / "budget.csv", tmp_path / "longer.csv"
+    monkeypatch.setattr(sw, "source_commit", lambda: "aaaa")
+    (run,) = sw.plan("memory_len", ["10"], ["s3m"], [0], [])
+    logdir = run.logdir(root)
+    logdir.mkdir(parents=True)
+    (logdir / "result.json").write_text(json.dumps({"env_steps": 14000, "eval/success": 0.5, "solved": False}))
+    sw.sweep("memory_len", ["10"], ["s3m"], [0], preset="bsuite_cpu", root=root, csv_path=small)
+    (logdir / "result.json").unlink()  # the longer sweep's training, stopped at 16,000
+    _fake_run_dir(logdir, [14000, 16000])
+    trained = []
+
+    def fake_train(_children, cmd, stdout, stderr, env):
+        trained.append(cmd)
+        (logdir / "result.json").write_text(json.dumps({"env_steps": 20000, "eval/success": 0.5, "solved": False}))
+        return type("Done", (), {"returncode": 0})()
+
+    monkeypatch.setattr(sw.ChildProcesses, "run", fake_train)
+    assert not sw.needs_more_steps(run, root, "bsuite_cpu")
+    assert sw.sweep("memory_len", ["10"], ["s3m"], [0], preset="bsuite_cpu", root=root, csv_path=small) == []
+    assert trained == [] and [r["env_steps"] for r in csv.DictReader(open(small))] == ["14000"]
+    sw.sweep("memory_len", ["10"], ["s3m"], [0], preset="bsuite_cpu", root=root, csv_path=large,
+             extra=["run.steps=20000"])
+    assert len(trained) == 1 and [r["env_steps"] for r in csv.DictReader(open(large))] == ["20000"]
+
+
 @pytest.mark.parametrize("code", [130, 143])
 def test_a_training_stopped_by_a_signal_is_stopped_not_failed(tmp_path, monkeypatch, code):
     """`r2i train` exits 130 / 143 after SIGINT / SIGTERM with its checkpoint written: the sweep says the run resumes,

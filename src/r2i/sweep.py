@@ -197,13 +197,16 @@ def _recorded(csv_path: Path) -> set[tuple[str, str, str, int]]:
 
 def needs_more_steps(run: Run, root: Path, preset: str) -> bool:
     """Whether a recorded run is to train on: it ended unsolved short of the budget its overrides now give
-    (`run.steps=…` among the sweep's arguments raised it), or it was being trained on and stopped (a checkpoint, no
-    result). The sweep then trains it from its last checkpoint to the new budget."""
+    (`run.steps=…` among the sweep's arguments raised it), or it was being trained on and stopped (a checkpoint short
+    of that budget, no result). The sweep then trains it from its last checkpoint to the new budget. A checkpoint at or
+    past the budget without a result is a run that a sweep with a larger budget is training on (sharing the root):
+    not this sweep's to train, nor its row to replace."""
     logdir = run.logdir(root)
     try:
         result = json.loads((logdir / RESULT_FILE).read_text())
     except FileNotFoundError:
-        return newest_checkpoint(logdir) is not None
+        step = newest_checkpoint_step(logdir)
+        return step is not None and step < run_config(run, preset).run.steps
     except (OSError, ValueError):
         return False
     # Only an explicit "solved": false counts: results written before the key existed are left as they are.
@@ -240,14 +243,20 @@ def run_commits(logdir: Path) -> list[str]:
     return path.read_text().split() if path.exists() else []
 
 
-def newest_checkpoint(logdir: Path) -> Path | None:
+def newest_checkpoint_step(logdir: Path) -> int | None:
+    """The env steps of a run directory's newest complete checkpoint, or None without one."""
     from r2i.checkpoint import Checkpointer
 
     if not (logdir / "checkpoints").is_dir():
         return None
-    checkpointer = Checkpointer(logdir / "checkpoints")
-    step = checkpointer.latest()
-    return None if step is None else checkpointer.path(step)
+    return Checkpointer(logdir / "checkpoints").latest()
+
+
+def newest_checkpoint(logdir: Path) -> Path | None:
+    from r2i.checkpoint import Checkpointer
+
+    step = newest_checkpoint_step(logdir)
+    return None if step is None else Checkpointer(logdir / "checkpoints").path(step)
 
 
 def pack(runs: list[Run], root: Path, carry: Path, preset: str) -> list[Path]:
