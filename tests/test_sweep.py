@@ -160,6 +160,25 @@ def test_a_run_trained_on_by_a_larger_budget_is_left_to_it_by_the_smaller_one(tm
     assert len(trained) == 1 and [r["env_steps"] for r in csv.DictReader(open(large))] == ["20000"]
 
 
+def test_pack_leaves_a_run_trained_on_by_a_larger_budget_to_that_sweep_s_carry(tmp_path):
+    """The smaller sweep records the run; the larger one trains it on (a checkpoint past the small budget, no result):
+    only the larger sweep's pack archives it, and the smaller one drops an archive it had packed before."""
+    root, small, large, csv_path = tmp_path / "runs", tmp_path / "small", tmp_path / "large", tmp_path / "budget.csv"
+    (run,) = sw.plan("memory_len", ["10"], ["s3m"], [0], [])
+    (longer,) = sw.plan("memory_len", ["10"], ["s3m"], [0], ["run.steps=20000"])
+    _fake_run_dir(run.logdir(root), [12000])
+    (stale,) = sw.pack([run], root, small, "bsuite_cpu", csv_path)  # before the row: its own training, stopped
+    sw._append_row(csv_path, dict(suite="memory_len", setting="10", model="s3m", seed=0, env_steps=14000,
+                                  success=0.5, wall_s=1.0, commit="aaaa", overrides=""))
+    for serial, step in ((1, 14000), (2, 16000)):  # the larger sweep's training, stopped past the small budget
+        ckpt = run.logdir(root) / "checkpoints" / f"ckpt_{step:010d}"
+        (ckpt / "replay").mkdir(parents=True)
+        (ckpt / "checkpoint.json").write_text(json.dumps({"serial": serial, "step": step}))
+    assert sw.pack([run], root, small, "bsuite_cpu", csv_path) == [] and not stale.exists()
+    (archive,) = sw.pack([longer], root, large, "bsuite_cpu", tmp_path / "longer.csv")
+    assert archive.parent == large
+
+
 @pytest.mark.parametrize("code", [130, 143])
 def test_a_training_stopped_by_a_signal_is_stopped_not_failed(tmp_path, monkeypatch, code):
     """`r2i train` exits 130 / 143 after SIGINT / SIGTERM with its checkpoint written: the sweep says the run resumes,

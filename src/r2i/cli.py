@@ -159,7 +159,7 @@ def _sweep(args: argparse.Namespace, extra: list[str]) -> int:
         if carry is None:
             raise ConfigError("r2i sweep --pack needs --carry DIR: the directory the archives go to")
         runs = plan(args.suite, args.settings.split(","), args.models.split(","), seeds, overrides)
-        for archive in pack(runs, Path(args.root), carry, args.preset):
+        for archive in pack(runs, Path(args.root), carry, args.preset, csv_path):
             print(f"{archive} ({archive.stat().st_size / 2**20:.1f} MiB)")
         return 0
     sweep(args.suite, args.settings.split(","), args.models.split(","), seeds,

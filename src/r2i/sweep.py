@@ -259,8 +259,12 @@ def newest_checkpoint(logdir: Path) -> Path | None:
     return None if step is None else Checkpointer(logdir / "checkpoints").path(step)
 
 
-def pack(runs: list[Run], root: Path, carry: Path, preset: str) -> list[Path]:
+def pack(runs: list[Run], root: Path, carry: Path, preset: str, csv_path: Path | None = None) -> list[Path]:
     """Archive every unfinished run's resume state into `carry`; drop the archives of runs that have finished.
+
+    A run the sweep's CSV (`csv_path`) records is finished for this sweep unless its budget trains it on
+    (`needs_more_steps`), even without a `result.json`: a sweep with a larger budget on the same root may be training
+    it on, and packs it into its own carry.
 
     An archive holds the run's newest complete checkpoint, `config.yaml`, `metrics.jsonl`, the TensorBoard events,
     `commits.txt` and, for a recorded run that the runs' budget trains on (`needs_more_steps`), its `result.json` —
@@ -269,10 +273,12 @@ def pack(runs: list[Run], root: Path, carry: Path, preset: str) -> list[Path]:
     pack never leaves half an archive. Returns the archives written.
     """
     carry.mkdir(parents=True, exist_ok=True)
+    recorded = _recorded(csv_path) if csv_path is not None else set()
     written = []
     for run in runs:
         logdir, archive = run.logdir(root), run.archive(carry)
-        if (logdir / RESULT_FILE).exists() and not needs_more_steps(run, root, preset):
+        finished = (logdir / RESULT_FILE).exists() or (run.suite, run.setting, run.model, run.seed) in recorded
+        if finished and not needs_more_steps(run, root, preset):
             archive.unlink(missing_ok=True)  # finished: its row is in the CSV
             continue
         if pack_run(logdir, archive):
