@@ -171,8 +171,9 @@ run.eval_every=5000 run.stop_at_success=0.95 run.stop_metric=eval/return run.ste
 # * lane 1: the GRU at 512 at ratio 512, seed 0 (probs512gru: the frontier's missing side, the fair pair of S3M's
 #   ratio-512 seeds), S3M at 200 with the heads reading (h, z) (lever200hout), S3M reading samples at 200 (s3m200).
 # * lane 2: the GRU's seed 1 at 512 (probs512gru1: solved at 36,004), masked S3M at 1,024 trained on to twice the
-#   sweep's budget (cut1024s3mx2, seeds 0, 1; since 2026-12-06, fifth session; seed 0 solved at 502,004), the GRU at 1,024 at the settings
-#   where it solved 512 (probs1024gru, seeds 0, 1; seed 0 paused at ~110,000), then the GRU reading samples at 200 (gru200).
+#   sweep's budget (cut1024s3mx2, seeds 0, 1; since 2026-12-06, fifth session; seed 0 solved at 502,004), the GRU
+#   at 1,024 at the settings where it solved 512 (probs1024gru, seeds 0, 1; seed 0 paused at ~120,000), then the GRU
+#   reading samples at 200 (gru200).
 # * lane 3: the GRU's seed 2 at 512 (probs512gru2), then both models reading the latents' mode at 200 (mode200s3m,
 #   mode200gru: an alternative to `probs`, not the issue's).
 # * lane 4: S3M masked at ratio 128 at 1,024 (cut1024s3m; the same settings solved 512 on 3 of 3 seeds), its seed 2

@@ -170,10 +170,7 @@ def test_pack_leaves_a_run_trained_on_by_a_larger_budget_to_that_sweep_s_carry(t
     (stale,) = sw.pack([run], root, small, "bsuite_cpu", csv_path)  # before the row: its own training, stopped
     sw._append_row(csv_path, dict(suite="memory_len", setting="10", model="s3m", seed=0, env_steps=14000,
                                   success=0.5, wall_s=1.0, commit="aaaa", overrides=""))
-    for serial, step in ((1, 14000), (2, 16000)):  # the larger sweep's training, stopped past the small budget
-        ckpt = run.logdir(root) / "checkpoints" / f"ckpt_{step:010d}"
-        (ckpt / "replay").mkdir(parents=True)
-        (ckpt / "checkpoint.json").write_text(json.dumps({"serial": serial, "step": step}))
+    _fake_checkpoints(run.logdir(root), [14000, 16000], first_serial=1)  # the larger sweep's, stopped past 14,000
     assert sw.pack([run], root, small, "bsuite_cpu", csv_path) == [] and not stale.exists()
     (archive,) = sw.pack([longer], root, large, "bsuite_cpu", tmp_path / "longer.csv")
     assert archive.parent == large
@@ -204,13 +201,18 @@ def test_a_csv_without_the_commit_column_is_upgraded_in_place(tmp_path):
     assert [(r["model"], r["commit"], r["overrides"]) for r in rows] == [("gru", "", ""), ("s3m", "abc", "")]
 
 
-def _fake_run_dir(logdir, steps):
-    """A run directory with complete checkpoints at `steps` (written in that order) and the files a resume reads."""
-    for serial, step in enumerate(steps):
+def _fake_checkpoints(logdir, steps, first_serial=0):
+    """Complete checkpoints at `steps`, written in that order after `first_serial` earlier ones."""
+    for serial, step in enumerate(steps, start=first_serial):
         ckpt = logdir / "checkpoints" / f"ckpt_{step:010d}"
         (ckpt / "replay").mkdir(parents=True)
         (ckpt / "checkpoint.json").write_text(json.dumps({"serial": serial, "step": step}))
         (ckpt / "replay" / "data.npy").write_bytes(b"x" * 100)
+
+
+def _fake_run_dir(logdir, steps):
+    """A run directory with complete checkpoints at `steps` (written in that order) and the files a resume reads."""
+    _fake_checkpoints(logdir, steps)
     (logdir / "config.yaml").write_text("seed: 0\n")
     (logdir / "metrics.jsonl").write_text('{"step": 1}\n')
     (logdir / "commits.txt").write_text("aaaa\n")

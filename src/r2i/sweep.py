@@ -62,6 +62,11 @@ class Run:
     seed: int
     overrides: tuple[str, ...]
 
+    @property
+    def key(self) -> tuple[str, str, str, int]:
+        """(suite, setting, model, seed): what a CSV row records it by (`run_key`)."""
+        return self.suite, self.setting, self.model, self.seed
+
     def logdir(self, root: Path) -> Path:
         return root / self.suite / self.setting / self.model / f"seed{self.seed}"
 
@@ -243,20 +248,23 @@ def run_commits(logdir: Path) -> list[str]:
     return path.read_text().split() if path.exists() else []
 
 
-def newest_checkpoint_step(logdir: Path) -> int | None:
-    """The env steps of a run directory's newest complete checkpoint, or None without one."""
+def _checkpointer(logdir: Path):
+    """The run directory's Checkpointer (opening one clears what dead writers left), or None without checkpoints."""
     from r2i.checkpoint import Checkpointer
 
-    if not (logdir / "checkpoints").is_dir():
-        return None
-    return Checkpointer(logdir / "checkpoints").latest()
+    return Checkpointer(logdir / "checkpoints") if (logdir / "checkpoints").is_dir() else None
+
+
+def newest_checkpoint_step(logdir: Path) -> int | None:
+    """The env steps of a run directory's newest complete checkpoint, or None without one."""
+    checkpointer = _checkpointer(logdir)
+    return None if checkpointer is None else checkpointer.latest()
 
 
 def newest_checkpoint(logdir: Path) -> Path | None:
-    from r2i.checkpoint import Checkpointer
-
-    step = newest_checkpoint_step(logdir)
-    return None if step is None else Checkpointer(logdir / "checkpoints").path(step)
+    checkpointer = _checkpointer(logdir)
+    step = None if checkpointer is None else checkpointer.latest()
+    return None if step is None else checkpointer.path(step)
 
 
 def pack(runs: list[Run], root: Path, carry: Path, preset: str, csv_path: Path | None = None) -> list[Path]:
@@ -277,7 +285,7 @@ def pack(runs: list[Run], root: Path, carry: Path, preset: str, csv_path: Path |
     written = []
     for run in runs:
         logdir, archive = run.logdir(root), run.archive(carry)
-        finished = (logdir / RESULT_FILE).exists() or (run.suite, run.setting, run.model, run.seed) in recorded
+        finished = (logdir / RESULT_FILE).exists() or run.key in recorded
         if finished and not needs_more_steps(run, root, preset):
             archive.unlink(missing_ok=True)  # finished: its row is in the CSV
             continue
@@ -353,7 +361,7 @@ def sweep(suite: str, settings: list[str], models: list[str], seeds: list[int], 
     runs = plan(suite, settings, models, seeds, [*per_job(jobs, extra), *extra])
     check_runs(runs, preset)
     done = _recorded(csv_path)
-    new = [r for r in runs if (r.suite, r.setting, r.model, r.seed) not in done]
+    new = [r for r in runs if r.key not in done]
     if carry is not None:  # a recorded run carried here while being trained on: restored first, to be seen below
         for run in runs:
             if run not in new and archive_holds_result(run.archive(carry)) and unpack(run, root, carry):

@@ -146,7 +146,7 @@ def status(runs: list[Run], root: Path, preset: str, csv_path: Path, carry: Path
     if csv_path.exists():
         with open(csv_path) as f:
             rows = {run_key(r): float(r["success"]) for r in csv.DictReader(f)}
-    return [run_status(run, root, preset, carry, rows.get((run.suite, run.setting, run.model, run.seed)))
+    return [run_status(run, root, preset, carry, rows.get(run.key))
             for run in runs]
 
 
