@@ -60,10 +60,12 @@ model.latent_input=mode run.steps=150000" ;;
 model.latent_input=probs run.steps=$budget" ;;
         # 1,024 at the settings where both models solved 512 (the GRU's seed 1 at 36,004 env steps, S3M's seeds 0 and 1
         # at 342,004 and 68,004): the issue's "until one of them fails". Windows of 4,096 at B 1, the sweep's budget
-        # 10,000 + 400·N = 419,600 env steps. One root and CSV for both models.
+        # 10,000 + 400·N = 419,600 env steps, pinned since the sweep's rule grew past batch 1 (to 1,678,400 at 1,024):
+        # the runs began under it, and at ratio 512 it buys 52,450 updates, what the new rule buys at ratio 128. One
+        # root and CSV for both models.
         probs1024gru|probs1024s3m) echo "--suite memory_len --settings 1024 --models ${1#probs1024} --seeds 0,1 \
 --root $B/runs/probs_1024 --carry $B/carry/probs_1024 --csv $B/results/memory_len_probs.csv $HIDDEN \
-model.latent_input=probs" ;;
+model.latent_input=probs run.steps=419600" ;;
         # The episode a training window's start cuts into left out of the reward loss and the imagination starts
         # (model.mask_cut_episodes): at 200, windows of 512 steps, 4 in 10 of the queries a window holds lack their cue
         # (docs/notes.md, "Windows cut episodes"). S3M reading probabilities, seeds 0-2, against probs200s3m's rows:
@@ -107,11 +109,12 @@ run.steps=$budget" ;;
 --carry $B/carry/cut_512_tr128 --csv $B/results/memory_len_cut_tr128.csv $HIDDEN model.latent_input=probs \
 model.mask_cut_episodes=true run.train_ratio=128 run.steps=350000" ;;
         # The same settings at 1,024 memory steps (windows of 4,096 at B 1; the sweep's budget, 10,000 + 400·N =
-        # 419,600 env steps): the masked runs solved 512 on 3 of 3 seeds at 88,004-110,004, and the S5 model-free
-        # agent's published 0.5 at 1,024 is the next published point. Same CSV as at 512.
+        # 419,600 env steps, pinned: the sweep's rule now gives 1,024 four times that): the masked runs solved 512 on 3
+        # of 3 seeds at 88,004-110,004, and the S5 model-free agent's published 0.5 at 1,024 is the next published
+        # point. Same CSV as at 512.
         cut1024s3m) echo "--suite memory_len --settings 1024 --models s3m --seeds 0,1,2 --root $B/runs/cut_1024_tr128 \
 --carry $B/carry/cut_1024_tr128 --csv $B/results/memory_len_cut_tr128.csv $HIDDEN model.latent_input=probs \
-model.mask_cut_episodes=true run.train_ratio=128" ;;
+model.mask_cut_episodes=true run.train_ratio=128 run.steps=419600" ;;
         # cut1024s3m's runs trained on to twice the sweep's budget, 840,000 env steps (26,250 updates). The scripted
         # test (docs/notes.md, "The memory steps' action noise slows the world model at 1,024") learned the cue at
         # 1,024 in 3,000-4,000 updates, 1.5-2x 512's 1,750-2,000; the RL runs that solved 512 at these settings took

@@ -18,13 +18,26 @@ def _overrides(run: sw.Run) -> dict[str, str]:
 
 
 def test_plan_memory_len_windows_hold_an_episode_at_constant_tokens():
-    for length in (5, 30, 50, 100):
+    for length in (5, 30, 50, 100, 510):
         (run,) = sw.plan("memory_len", [str(length)], ["s3m"], [0], [])
         o = _overrides(run)
         batch_length, batch_size = int(o["run.batch_length"]), int(o["run.batch_size"])
         assert batch_length >= 2 * (length + 2) and batch_length * batch_size == 1024
         assert o["env.options"] == f"{{memory_length: {length}}}" and o["model.sequence"] == "s3m"
         assert int(o["run.steps"]) == 10_000 + 400 * length
+
+
+def test_plan_memory_len_budget_buys_the_same_updates_per_memory_step_past_batch_1():
+    """Past N = 510 a window outgrows B·L = 1,024 at batch 1: the budget grows with B·L so that env steps × ratio /
+    (B·L), the updates it buys, stays (10,000 + 400·N) × ratio / 1,024 as below."""
+    for length in (511, 1024, 2000):
+        (run,) = sw.plan("memory_len", [str(length)], ["s3m"], [0], [])
+        o = _overrides(run)
+        batch_length, batch_size = int(o["run.batch_length"]), int(o["run.batch_size"])
+        assert batch_size == 1 and batch_length >= 2 * (length + 2)
+        assert int(o["run.steps"]) / (batch_size * batch_length) == (10_000 + 400 * length) / 1024
+    (run,) = sw.plan("memory_len", ["1024"], ["s3m"], [0], [])
+    assert _overrides(run)["run.steps"] == "1678400"  # 4 × 419,600: windows of 4,096
 
 
 def test_plan_discounting_chain_maps_each_delay_to_its_bonus_ids():

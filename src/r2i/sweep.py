@@ -77,17 +77,22 @@ class Run:
 def memory_len_overrides(length: int, tokens: int = 1024) -> list[str]:
     """bsuite memory_len with `length` memory steps.
 
-    Windows hold an episode (N + 2 steps) at least twice, at a constant B·L = `tokens` so that the cost per update
-    stays the same; the budget grows with the episode length, 10,000 + 400·N env steps (N = 30 was solved after
-    8,000-10,000 env steps by both models with the bsuite_cpu preset; the rest is margin).
+    Windows hold an episode (N + 2 steps) at least twice, B·L = `tokens` while a window of that length fits
+    (N ≤ tokens/2 − 2), batch 1 past it. The budget buys the same updates per memory step at every length: 10,000 +
+    400·N env steps at B·L = `tokens` (N = 30 was solved after 8,000-10,000 env steps by both models with the
+    bsuite_cpu preset; the rest is margin), times B·L / `tokens` past it, since an update then replays B·L env steps
+    and the same env steps would buy fewer updates (at 1,024 a quarter: the budget 10,000 + 400·N stopped S3M's first
+    seed there at 12,600 updates, unsolved, and it solved at 15,175; docs/notes.md, "1,024's budget was too small").
     """
     batch_length = max(64, 2 ** math.ceil(math.log2(2 * (length + 2))))
+    batch_size = max(1, tokens // batch_length)
+    scale = max(1, batch_size * batch_length // tokens)
     return [
         "env.id=bsuite:memory_len/0",
         f"env.options={{memory_length: {length}}}",
         f"run.batch_length={batch_length}",
-        f"run.batch_size={max(1, tokens // batch_length)}",
-        f"run.steps={10_000 + 400 * length}",
+        f"run.batch_size={batch_size}",
+        f"run.steps={(10_000 + 400 * length) * scale}",
     ]
 
 
