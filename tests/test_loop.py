@@ -16,7 +16,7 @@ OLD_COUNTERS = {"env_steps": 120, "policy_steps": 60, "updates": 30, "episodes":
 
 def _trainer_without_envs() -> SimpleNamespace:
     return SimpleNamespace(counters=Counters(), should_train=Ratio(8, 16), should_log=Every(16),
-                           should_eval=Every(100))
+                           should_eval=Every(100), should_snapshot=Every(300))
 
 
 def test_old_checkpoint_counters_load_into_the_counters_and_clocks_and_save_back_unchanged():
@@ -27,8 +27,10 @@ def test_old_checkpoint_counters_load_into_the_counters_and_clocks_and_save_back
     assert (trainer.should_train.credit, trainer.should_log.next, trainer.should_eval.next) == (0.75, 128, 200)
     assert trainer.should_log.period == 16  # periods come from the config, state from the checkpoint
     saved = Trainer._counters_state(trainer)
-    # The old keys come back unchanged and in their order; counters added since follow with their defaults.
-    assert saved == {**OLD_COUNTERS, "last_eval_score": None, "eval_scores": []}
+    # The old keys come back unchanged and in their order; counters added since follow with their defaults, and the
+    # snapshot clock, which they lack, takes its first snapshot at the next evaluation round.
+    assert trainer.should_snapshot.next == trainer.should_eval.next == 200
+    assert saved == {**OLD_COUNTERS, "last_eval_score": None, "eval_scores": [], "next_snapshot": 200}
     assert list(saved)[: len(OLD_COUNTERS)] == list(OLD_COUNTERS)
 
 

@@ -178,6 +178,31 @@ def test_load_eval_and_plot_a_run(tmp_path, capsys):
     assert code == 0 and png.read_bytes()[:4] == b"\x89PNG"
 
 
+def test_snapshots_keep_the_agent_at_points_of_the_run_across_a_resume(tmp_path, capsys):
+    """run.snapshot_every keeps the agent every N env steps for good, beside the two newest checkpoints; a stop and
+    resume (which may change the key) neither repeats nor skips one; r2i.load and `r2i eval --step` read them."""
+    logdir = tmp_path / "run"
+    for steps in (24, 50):
+        trainer = Trainer(tiny_config(logdir, **{"run.steps": steps, "run.snapshot_every": 10}), quiet=True)
+        trainer.run()
+        trainer.close()
+    snapshots = Checkpointer(logdir / "snapshots").steps()
+    assert len(snapshots) == 5 and snapshots[0] < 10, snapshots  # the first at the first step, then every 10
+    assert all(10 <= b - a < 20 for a, b in zip(snapshots, snapshots[1:])), snapshots
+    assert len(Checkpointer(logdir / "checkpoints").steps()) == 2
+    assert not any(list((logdir / "snapshots" / f"ckpt_{s:010d}" / "replay").glob("*.npy")) for s in snapshots)
+    newest = Checkpointer(logdir / "checkpoints").latest()
+    for step in (snapshots[1], newest):
+        policy = r2i.load(logdir, step)
+        assert policy.act(policy.initial(1), {"vector": np.zeros((1, 4), np.float32), "is_first": np.ones(1, bool)})
+    first, last = _leaves(r2i.load(logdir, snapshots[0]).params), _leaves(r2i.load(logdir).params)
+    assert any(not np.array_equal(a, b) for a, b in zip(first, last)), "a snapshot from the start equals the end"
+    code, out, _ = _cli(["eval", "--logdir", str(logdir), "--episodes", "2", "--step", str(snapshots[2])], capsys)
+    assert code == 0 and json.loads(out)["env_steps"] == snapshots[2]
+    code, _, err = _cli(["eval", "--logdir", str(logdir), "--step", "7777"], capsys)
+    assert code != 0 and "no checkpoint or snapshot at env step 7777" in err and "Traceback" not in err
+
+
 def test_stop_at_success_on_an_env_without_success_is_said_once(tmp_path, capsys):
     """`run.stop_at_success` reads eval/success; an env that reports none (a POPGym task, CartPole) would train to
     run.steps with the stop never taken: the first evaluation round says so, once, and the run goes on. With

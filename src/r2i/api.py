@@ -124,9 +124,25 @@ def _native_decoder(env):
     return None
 
 
+def _holding(logdir: str | Path, checkpoints: Checkpointer, step: int) -> Checkpointer:
+    """The checkpoints, or else the snapshots, of a run that hold env step `step`."""
+    from r2i.rundir import SNAPSHOTS
+
+    if step in checkpoints.steps():
+        return checkpoints
+    directory = Path(logdir) / SNAPSHOTS
+    snapshots = Checkpointer(directory) if directory.is_dir() else None
+    if snapshots is not None and step in snapshots.steps():
+        return snapshots
+    kept = sorted(checkpoints.steps() + (snapshots.steps() if snapshots else []))
+    raise ConfigError(f"{logdir} has no checkpoint or snapshot at env step {step}; it has {kept} (keep more with "
+                      "run.snapshot_every)")
+
+
 def load(logdir: str | Path, step: int | None = None, mode: str | None = None, seed: int = 0) -> Policy:
-    """Load the newest intact (or the `step`) checkpoint of a run directory written by `r2i train`; the policy acts in
-    `mode` ('greedy', 'deterministic' or 'sample'; by default the run's `run.eval_mode`, as its evaluation rounds did).
+    """Load the newest intact checkpoint of a run directory written by `r2i train`, or the one of env step `step`:
+    one of its two newest checkpoints or a snapshot (`run.snapshot_every`); the policy acts in `mode` ('greedy',
+    'deterministic' or 'sample'; by default the run's `run.eval_mode`, as its evaluation rounds did).
 
     Only the agent's parameters are read: the replay buffer stored beside them is not needed (nor read).
     """
@@ -150,5 +166,5 @@ def load(logdir: str | Path, step: int | None = None, mode: str | None = None, s
         _, state, _, _ = checkpointer.restore_intact(target, replay=False,
                                                      warn=lambda line: print(line, file=sys.stderr))
     else:
-        state, _, _ = checkpointer.restore(target, step, replay=False)
+        state, _, _ = _holding(logdir, checkpointer, step).restore(target, step, replay=False)
     return Policy(agent, state["agent"].params, config, mode or config.run.eval_mode, seed, env_decode=decode)

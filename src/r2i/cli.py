@@ -83,13 +83,15 @@ def _eval(args: argparse.Namespace, extra: list[str]) -> int:
         raise ConfigError(f"--episodes must be >= 1, got {args.episodes}")
     if args.video and not args.video.lower().endswith((".gif", ".mp4")):
         raise ConfigError(f"--video {args.video!r} must end in .gif or .mp4")
-    policy = load(args.logdir)
+    policy = load(args.logdir, args.step)
 
     frames = [] if args.video else None
     mode = args.mode or policy.config.run.eval_mode
     result = evaluate(policy.agent, policy.params, policy.config, args.episodes, mode, jax.random.key(args.seed),
                       frames=frames)
     result["eval/mode"] = mode
+    if args.step is not None:
+        result["env_steps"] = args.step
     if args.video:
         from r2i.video import episode_grid, write_video
 
@@ -258,6 +260,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     ev = commands.add_parser("eval", help="evaluate the latest checkpoint of a run")
     ev.add_argument("--logdir", required=True, help="run directory")
+    ev.add_argument("--step", type=int, help="the checkpoint or snapshot (run.snapshot_every) of this env step "
+                    "instead of the latest checkpoint")
     ev.add_argument("--episodes", type=int, default=32, help="episodes to run")
     ev.add_argument("--mode", choices=ACT_MODES,
                     help="greedy: most likely action, sampled latent (DreamerV3's evaluation); sample: both drawn; "

@@ -312,10 +312,11 @@ def validate(config: Config) -> None:
             f"{config.env.num_envs * run.batch_length} steps; raise replay.capacity")
 
 
-# Keys a run may change when it resumes: where it lives, its budget, the threads it computes on, and how many envs an
+# Keys a run may change when it resumes: where it lives, its budget, the threads it computes on, how many envs an
 # evaluation round runs side by side (how fast a round runs, not what is trained: a round takes one key from the
-# training stream whatever its envs, and its episodes are drawn from the same evaluation seeds' distribution).
-RESUMABLE_KEYS = ("logdir", "run.steps", "run.cpu_threads", "env.eval_envs")
+# training stream whatever its envs, and its episodes are drawn from the same evaluation seeds' distribution), and
+# how often it keeps a snapshot (a copy of what it trains, read by nothing it trains).
+RESUMABLE_KEYS = ("logdir", "run.steps", "run.cpu_threads", "env.eval_envs", "run.snapshot_every")
 
 
 def diff(a: Config, b: Config, ignore: tuple[str, ...] = RESUMABLE_KEYS) -> list[str]:

@@ -52,7 +52,15 @@ from r2i.metrics import METRICS_FILE, Aggregator, MetricsLogger
 from r2i.preflight import check_replay_memory, replay_spec, stored_steps
 from r2i.replay import Replay, human_bytes
 from r2i.replay_disk import make_replay
-from r2i.rundir import CHECKPOINTS, check_resume_config, counter_scores, prepare_logdir, stop_met, write_config
+from r2i.rundir import (
+    CHECKPOINTS,
+    SNAPSHOTS,
+    check_resume_config,
+    counter_scores,
+    prepare_logdir,
+    stop_met,
+    write_config,
+)
 from r2i.runlock import RunLock
 from r2i.signals import GracefulExit
 
@@ -61,6 +69,8 @@ OBS_PREFIX = "driver_obs_"  # the envs' current observations, saved beside the r
 # counter name -> (Trainer attribute holding the clock, the clock's state attribute).
 CLOCKS = {"train_credit": ("should_train", "credit"), "next_log": ("should_log", "next"),
           "next_eval": ("should_eval", "next")}
+# Clocks added since: saved after the progress counters, so that the keys of older checkpoints keep their order.
+LATER_CLOCKS = {"next_snapshot": ("should_snapshot", "next")}
 
 
 @dataclass
@@ -127,10 +137,12 @@ class Trainer:
         self.replay = make_replay(dataclasses.replace(config, seed=dist.local_seed(config.seed)), spec, env.num_envs,
                                   dist.local_dir(self.logdir))
         self.checkpointer = dist.ProcessCheckpointer(self.logdir / CHECKPOINTS, keep=2)
+        self.snapshots = dist.ProcessCheckpointer(self.logdir / SNAPSHOTS, keep=None) if run.snapshot_every else None
         self.counters = Counters()
         self.should_train = Ratio(run.train_ratio, run.batch_size * run.batch_length)
         self.should_log = Every(run.log_every)
         self.should_eval = Every(run.eval_every)
+        self.should_snapshot = Every(run.snapshot_every)
         self.rng = np.random.default_rng(dist.local_seed(config.seed))  # prefill actions
         self.key = jax.random.key(config.seed)
         self.state = None
@@ -162,12 +174,16 @@ class Trainer:
         """The checkpoint's counters: the progress counters and the clocks' state, one flat JSON dict."""
         progress = dataclasses.asdict(self.counters)
         clocks = {name: getattr(getattr(self, clock), attribute) for name, (clock, attribute) in CLOCKS.items()}
+        later = {name: getattr(getattr(self, clock), attribute) for name, (clock, attribute) in LATER_CLOCKS.items()}
         counts = {key: progress.pop(key) for key in ("env_steps", "policy_steps", "updates", "episodes")}
-        return {**counts, **clocks, **progress}  # the key order of checkpoints written before the clocks existed
+        # The key order of checkpoints written before the clocks existed, then the clocks added since.
+        return {**counts, **clocks, **progress, **later}
 
     def _load_counters(self, state: dict) -> None:
         state = dict(state)
-        for name, (clock, attribute) in CLOCKS.items():
+        if "next_snapshot" not in state:  # written before snapshots existed: the first comes with the next round
+            self.should_snapshot.next = state.get("next_eval", 0)
+        for name, (clock, attribute) in {**CLOCKS, **LATER_CLOCKS}.items():
             if name in state:
                 setattr(getattr(self, clock), attribute, state.pop(name))
         self.counters = Counters(**state)
@@ -220,6 +236,13 @@ class Trainer:
         }
         state = {"agent": self.state, "carry": self.carry, "key": jax.random.key_data(self.key)}
         return self.checkpointer.save(self.counters.env_steps, state, replay, meta)
+
+    def snapshot(self) -> Path:
+        """Keep the agent as it is now (parameters, optimiser state, acting carry and key; no replay) in
+        <logdir>/snapshots/ckpt_<env step>, which no checkpoint prunes; `r2i.load(logdir, step)` reads it."""
+        state = {"agent": self.state, "carry": self.carry, "key": jax.random.key_data(self.key)}
+        meta = {"counters": self._counters_state(), "config": cfgmod.to_dict(self.config)}
+        return self.snapshots.save(self.counters.env_steps, state, None, meta)
 
     # -- the loop --------------------------------------------------------------------------------------------------
 
@@ -293,6 +316,9 @@ class Trainer:
                         c.last_eval_score = score
                     if cfg.stop_at_success and self._reports_stop_metric(evaluated) and self.solved():
                         break
+                if self.should_snapshot(c.env_steps):  # after the round: a snapshot holds the policy it evaluated
+                    with self._timer("checkpoint"):
+                        self.snapshot()
                 if dist.any_process(should_save.due()):
                     with self._timer("checkpoint"):
                         self._checkpoint()

@@ -22,6 +22,7 @@ from r2i.errors import ConfigError
 CONFIG_FILE = "config.yaml"
 RESULT_FILE = "result.json"
 CHECKPOINTS = "checkpoints"
+SNAPSHOTS = "snapshots"  # run.snapshot_every: the agent at points of the run, kept for good
 
 
 def prepare_logdir(logdir: Path) -> Path | None:
