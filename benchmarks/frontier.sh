@@ -111,10 +111,12 @@ model.mask_cut_episodes=true run.train_ratio=128 run.steps=350000" ;;
         # The same settings at 1,024 memory steps (windows of 4,096 at B 1; the sweep's budget, 10,000 + 400·N =
         # 419,600 env steps, pinned: the sweep's rule now gives 1,024 four times that): the masked runs solved 512 on 3
         # of 3 seeds at 88,004-110,004, and the S5 model-free agent's published 0.5 at 1,024 is the next published
-        # point. Same CSV as at 512.
+        # point. Same CSV as at 512. Seed 2 keeps every round's agent (run.snapshot_every=2000, from 2026-12-06, sixth
+        # session; ≈ 5.6 MB each): before seed 1's solve its rounds swung between 0.08 and 0.82 within tens of
+        # updates, and only its two newest checkpoints were left to probe (docs/notes.md, "Seed 1 solved 1,024 too").
         cut1024s3m) echo "--suite memory_len --settings 1024 --models s3m --seeds 0,1,2 --root $B/runs/cut_1024_tr128 \
 --carry $B/carry/cut_1024_tr128 --csv $B/results/memory_len_cut_tr128.csv $HIDDEN model.latent_input=probs \
-model.mask_cut_episodes=true run.train_ratio=128 run.steps=419600" ;;
+model.mask_cut_episodes=true run.train_ratio=128 run.steps=419600 run.snapshot_every=2000" ;;
         # cut1024s3m's runs trained on to twice the sweep's budget, 840,000 env steps (26,250 updates). The scripted
         # test (docs/notes.md, "The memory steps' action noise slows the world model at 1,024") learned the cue at
         # 1,024 in 3,000-4,000 updates, 1.5-2x 512's 1,750-2,000; the RL runs that solved 512 at these settings took
@@ -127,7 +129,7 @@ model.mask_cut_episodes=true run.train_ratio=128 run.steps=419600" ;;
         cut1024s3mx2|cut1024s3mx2s2) seeds=0,1; [ "$1" = cut1024s3mx2s2 ] && seeds=2
             echo "--suite memory_len --settings 1024 --models s3m --seeds $seeds --root $B/runs/cut_1024_tr128 \
 --carry $B/carry/cut_1024_tr128_x2 --csv $B/results/memory_len_cut_tr128_x2.csv $HIDDEN model.latent_input=probs \
-model.mask_cut_episodes=true run.train_ratio=128 run.steps=840000" ;;
+model.mask_cut_episodes=true run.train_ratio=128 run.steps=840000 run.snapshot_every=2000" ;;
         # S3M reading samples at 200: seed 0 was at chance through 103,004 env steps when it was paused for the lead.
         s3m200) echo "--suite memory_len --settings 200 --models s3m --seeds 0 --root $B/runs/hidden_200 \
 --carry $B/carry/hidden_200 --csv $B/results/memory_len_hidden.csv $HIDDEN run.steps=150000" ;;
