@@ -180,7 +180,7 @@ def test_load_eval_and_plot_a_run(tmp_path, capsys):
 
 def test_snapshots_keep_the_agent_at_points_of_the_run_across_a_resume(tmp_path, capsys):
     """run.snapshot_every keeps the agent every N env steps for good, beside the two newest checkpoints; a stop and
-    resume (which may change the key) neither repeats nor skips one; r2i.load and `r2i eval --step` read them."""
+    resume neither repeats nor skips one (the clock is checkpointed); r2i.load and `r2i eval --step` read them."""
     logdir = tmp_path / "run"
     for steps in (24, 50):
         trainer = Trainer(tiny_config(logdir, **{"run.steps": steps, "run.snapshot_every": 10}), quiet=True)

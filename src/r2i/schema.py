@@ -204,9 +204,9 @@ class RunConfig:
     checkpoint_every: float = opt(600.0, "seconds between checkpoints (also written at the end and on SIGINT/SIGTERM)",
                                   gt=0)
     snapshot_every: int = opt(0, "env steps between snapshots kept for good in <logdir>/snapshots: the agent's "
-                              "parameters and optimiser state, without the replay (≈ a quarter of a checkpoint on "
-                              "the CPU presets), to load a policy from any point of a run with r2i.load(logdir, step) "
-                              "or r2i eval --step (0 = none: a run keeps only its two newest checkpoints)", ge=0)
+                              "parameters and optimiser state, without the replay, to load a policy from any point "
+                              "of a run with r2i.load(logdir, step) or r2i eval --step (0 = none: a run keeps only "
+                              "its two newest checkpoints)", ge=0)
     success_window: int = opt(100, "training episodes averaged into episode/success_recent", gt=0)
     stop_at_success: float = opt(0.0, "finish once an evaluation round's run.stop_metric reaches this (0 = never; a "
                                  "run whose evaluations lack that metric says so at its first one and trains to "
