@@ -21,7 +21,9 @@ With `posterior=mode` the filter feeds the sequence model the posterior's mode a
 it (training and acting sample): where the cue reads from x much better so, the noise that the sampled latents add at
 every memory step (and that the SSM's slow modes sum up) is what hides the cue.
 
-    python benchmarks/query_probe.py RUN_DIR [episodes=400] [mode=sample] [posterior=sample|mode]
+    python benchmarks/query_probe.py RUN_DIR[@STEP] [episodes=400] [mode=sample] [posterior=sample|mode]
+
+`RUN_DIR@STEP` reads the run's checkpoint or snapshot (`run.snapshot_every`) of that env step instead of its newest.
 """
 
 from __future__ import annotations
@@ -38,6 +40,7 @@ from cue_probe import probe_accuracy
 from r2i import allocator
 from r2i.api import load
 from r2i.envs import make_env
+from r2i.runtime import source_commit
 
 
 def memory_task(logdir: str, config, probe_name: str) -> str:
@@ -52,9 +55,11 @@ def memory_task(logdir: str, config, probe_name: str) -> str:
 
 
 def start_episodes(logdir: str, episodes: int, probe_name: str, first_seed: int):
-    """Load a memory run and start `episodes` episodes of its task (env seeds first_seed, first_seed + 1, …)
-    → (the loaded policy, envs, first observations, each episode's right answer (E,) int)."""
-    policy = load(logdir)
+    """Load a memory run (`RUN_DIR@STEP`: its checkpoint or snapshot of that env step, `r2i.load`'s `step`) and start
+    `episodes` episodes of its task (env seeds first_seed, first_seed + 1, …) → (the loaded policy, envs, first
+    observations, each episode's right answer (E,) int)."""
+    run, _, step = logdir.partition("@")
+    policy = load(run, int(step) if step else None)
     task = memory_task(logdir, policy.config, probe_name)
     envs = [make_env(task, first_seed + i, **policy.config.env.options) for i in range(episodes)]
     obs = [env.reset() for env in envs]
@@ -127,7 +132,7 @@ def probe(logdir: str, episodes: int = 400, mode: str = "sample", posterior: str
             "p_right": round(float(p[:, cue].mean()), 3),
             "entropy": round(float(-(p * np.log(np.maximum(p, 1e-12))).sum(-1).mean()), 3),
         }
-    return {"logdir": logdir, "policy_inputs": agent.policy_inputs, "posterior": posterior, "episodes": e,
+    return {"logdir": logdir, "commit": source_commit(), "policy_inputs": agent.policy_inputs, "posterior": posterior, "episodes": e,
             "query_step": t - 1,
             **{f"cue_from_{k}": probe_accuracy(np.asarray(v, np.float64), cues) for k, v in parts.items()}, **per_cue}
 
