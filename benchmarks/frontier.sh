@@ -123,8 +123,9 @@ model.mask_cut_episodes=true run.train_ratio=128 run.steps=419600 run.snapshot_e
         # 2.5-3.6x the scripted test's updates (4,988-6,363), so 1,024 would take ~7,500-14,400, and the sweep's budget
         # (~400 episodes at every length, 32 updates an episode here) gave seed 0 12,600. Same root (the runs train on
         # from their checkpoints), its own CSV and carry, so that the rows at the sweep's budget stay as they are.
-        # Seed 0 solved at 502,004 (15,175 updates); seed 1 (0.60 at the budget) trains on in lane 2. Seed 2 is its
-        # own job (cut1024s3mx2s2; same root, CSV and carry) in lane 4 right after its run at the sweep's budget: a run
+        # Seeds 0 and 1 solved at 502,004 and 586,004 (15,175 and 17,800 updates); seed 2 solved inside the sweep's
+        # budget, at 404,004, so its row here is the same as there (3 of 3; 2026-12-06). Seed 2 is its own job
+        # (cut1024s3mx2s2; same root, CSV and carry) in lane 4 right after its run at the sweep's budget: a run
         # directory in use by another lane is locked, and the sweep stops its job at such a run.
         cut1024s3mx2|cut1024s3mx2s2) seeds=0,1; [ "$1" = cut1024s3mx2s2 ] && seeds=2
             echo "--suite memory_len --settings 1024 --models s3m --seeds $seeds --root $B/runs/cut_1024_tr128 \
@@ -176,13 +177,13 @@ run.eval_every=5000 run.stop_at_success=0.95 run.stop_metric=eval/return run.ste
 # * lane 1: the GRU at 512 at ratio 512, seed 0 (probs512gru: the frontier's missing side, the fair pair of S3M's
 #   ratio-512 seeds), S3M at 200 with the heads reading (h, z) (lever200hout), S3M reading samples at 200 (s3m200).
 # * lane 2: the GRU's seed 1 at 512 (probs512gru1: solved at 36,004), masked S3M at 1,024 trained on to twice the
-#   sweep's budget (cut1024s3mx2, seeds 0, 1; since 2026-12-06, fifth session; seed 0 solved at 502,004), the GRU
-#   at 1,024 at the settings where it solved 512 (probs1024gru, seeds 0, 1; seed 0 paused at ~120,000), then the GRU
-#   reading samples at 200 (gru200).
+#   sweep's budget (cut1024s3mx2, seeds 0, 1: solved at 502,004 and 586,004), the GRU at 1,024 at the settings where
+#   it solved 512 (probs1024gru, seeds 0, 1; running since 2026-12-06, sixth session), then the GRU reading samples
+#   at 200 (gru200).
 # * lane 3: the GRU's seed 2 at 512 (probs512gru2), then both models reading the latents' mode at 200 (mode200s3m,
 #   mode200gru: an alternative to `probs`, not the issue's).
-# * lane 4: S3M masked at ratio 128 at 1,024 (cut1024s3m; the same settings solved 512 on 3 of 3 seeds), its seed 2
-#   trained on to 840,000 if unsolved (cut1024s3mx2s2), then S3M at 1,024 at the GRU's settings (probs1024s3m).
+# * lane 4: S3M masked at ratio 128 at 1,024 (cut1024s3m, cut1024s3mx2s2: 3 of 3 solved), then S3M at 1,024 at the
+#   GRU's settings (probs1024s3m; running since 2026-12-06, sixth session).
 # The GRU's three seeds at 512 run side by side: ≈ 6 env steps/s each beside three other trainings, ≈ 16 h a seed.
 # In no lane: the GRU at 512 at ratio 128 (lever512tr128gru0 at 133,900 env steps, lever512tr128gru1 at 14,044; packed):
 # at 200 that ratio left the GRU unsolved on both seeds (docs/notes.md "The GRU at ratio 128 stalls"), so its lane
