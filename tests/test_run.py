@@ -36,19 +36,23 @@ def _leaves(tree):
 
 
 def test_resume_is_exact(tmp_path):
-    """Same seed: N env steps straight through, or stopped half-way and resumed, give identical parameters."""
-    straight = Trainer(tiny_config(tmp_path / "a", **{"run.steps": 120}), quiet=True)
+    """Same seed: N env steps straight through, or stopped half-way and resumed, give identical parameters, and keep
+    the same snapshots (run.snapshot_every, on the straight run only from the resume on: it is read by nothing that
+    trains, and its clock is checkpointed, so a resume neither repeats nor skips one)."""
+    straight = Trainer(tiny_config(tmp_path / "a", **{"run.steps": 120, "run.snapshot_every": 25}), quiet=True)
     straight.run()
-    stopped = Trainer(tiny_config(tmp_path / "b", **{"run.steps": 60}), quiet=True)
+    stopped = Trainer(tiny_config(tmp_path / "b", **{"run.steps": 60, "run.snapshot_every": 25}), quiet=True)
     stopped.run()
     stopped.close()
-    resumed = Trainer(tiny_config(tmp_path / "b", **{"run.steps": 120}), quiet=True)
+    resumed = Trainer(tiny_config(tmp_path / "b", **{"run.steps": 120, "run.snapshot_every": 25}), quiet=True)
     assert resumed.resumed and resumed.counters.env_steps == 60
     resumed.run()
     assert resumed.counters.updates == straight.counters.updates > 0
     assert len(resumed.replay) == len(straight.replay)
     for a, b in zip(_leaves(straight.state), _leaves(resumed.state)):
         np.testing.assert_array_equal(a, b)
+    snapshots = Checkpointer(tmp_path / "a" / "snapshots").steps()
+    assert len(snapshots) == 5 and snapshots == Checkpointer(tmp_path / "b" / "snapshots").steps(), snapshots
     straight.close()
     resumed.close()
 
@@ -144,7 +148,7 @@ def test_check_env_doctor_and_help_config(capsys):
 
 def test_load_eval_and_plot_a_run(tmp_path, capsys):
     logdir = tmp_path / "run"
-    Trainer(tiny_config(logdir, **{"run.steps": 40}), quiet=True).run()
+    Trainer(tiny_config(logdir, **{"run.steps": 40, "run.snapshot_every": 10}), quiet=True).run()
     records = [json.loads(line) for line in (logdir / "metrics.jsonl").read_text().splitlines() if line.strip()]
     timed = [r for r in records if "time/train" in r]
     assert timed, "no log record carries the loop's phase shares"
@@ -160,6 +164,17 @@ def test_load_eval_and_plot_a_run(tmp_path, capsys):
     carry, action = policy.act(carry, obs)
     assert action.shape == (3, 2) and np.all(action.sum(-1) == 1)
     assert load_config(logdir).run.steps == 40
+    # Snapshots (run.snapshot_every): kept beside the checkpoints, without the replay, read by r2i.load
+    # and `r2i eval --step`; a step with neither says which steps there are.
+    snapshots = Checkpointer(logdir / "snapshots").steps()
+    assert len(snapshots) == 4 and Checkpointer(logdir / "checkpoints").steps() == [40], snapshots
+    assert not list((logdir / "snapshots" / f"ckpt_{snapshots[0]:010d}" / "replay").glob("*.npy"))
+    first, last = _leaves(r2i.load(logdir, snapshots[0]).params), _leaves(r2i.load(logdir).params)
+    assert any(not np.array_equal(a, b) for a, b in zip(first, last)), "the first snapshot equals the end"
+    code, out, _ = _cli(["eval", "--logdir", str(logdir), "--episodes", "2", "--step", str(snapshots[2])], capsys)
+    assert code == 0 and json.loads(out)["env_steps"] == snapshots[2]
+    code, _, err = _cli(["eval", "--logdir", str(logdir), "--step", "7777"], capsys)
+    assert code != 0 and "no checkpoint or snapshot at env step 7777" in err and "Traceback" not in err
     code, out, _ = _cli(["eval", "--logdir", str(logdir), "--episodes", "4"], capsys)
     assert code == 0 and json.loads(out)["eval/episodes"] == 4
     assert json.loads(out)["eval/mode"] == load_config(logdir).run.eval_mode  # the run's own evaluation by default
@@ -176,31 +191,6 @@ def test_load_eval_and_plot_a_run(tmp_path, capsys):
     png = tmp_path / "curves.png"
     code, out, _ = _cli(["plot", str(logdir), "--out", str(png), "--keys", "episode/return"], capsys)
     assert code == 0 and png.read_bytes()[:4] == b"\x89PNG"
-
-
-def test_snapshots_keep_the_agent_at_points_of_the_run_across_a_resume(tmp_path, capsys):
-    """run.snapshot_every keeps the agent every N env steps for good, beside the two newest checkpoints; a stop and
-    resume neither repeats nor skips one (the clock is checkpointed); r2i.load and `r2i eval --step` read them."""
-    logdir = tmp_path / "run"
-    for steps in (24, 50):
-        trainer = Trainer(tiny_config(logdir, **{"run.steps": steps, "run.snapshot_every": 10}), quiet=True)
-        trainer.run()
-        trainer.close()
-    snapshots = Checkpointer(logdir / "snapshots").steps()
-    assert len(snapshots) == 5 and snapshots[0] < 10, snapshots  # the first at the first step, then every 10
-    assert all(10 <= b - a < 20 for a, b in zip(snapshots, snapshots[1:])), snapshots
-    assert len(Checkpointer(logdir / "checkpoints").steps()) == 2
-    assert not any(list((logdir / "snapshots" / f"ckpt_{s:010d}" / "replay").glob("*.npy")) for s in snapshots)
-    newest = Checkpointer(logdir / "checkpoints").latest()
-    for step in (snapshots[1], newest):
-        policy = r2i.load(logdir, step)
-        assert policy.act(policy.initial(1), {"vector": np.zeros((1, 4), np.float32), "is_first": np.ones(1, bool)})
-    first, last = _leaves(r2i.load(logdir, snapshots[0]).params), _leaves(r2i.load(logdir).params)
-    assert any(not np.array_equal(a, b) for a, b in zip(first, last)), "a snapshot from the start equals the end"
-    code, out, _ = _cli(["eval", "--logdir", str(logdir), "--episodes", "2", "--step", str(snapshots[2])], capsys)
-    assert code == 0 and json.loads(out)["env_steps"] == snapshots[2]
-    code, _, err = _cli(["eval", "--logdir", str(logdir), "--step", "7777"], capsys)
-    assert code != 0 and "no checkpoint or snapshot at env step 7777" in err and "Traceback" not in err
 
 
 def test_stop_at_success_on_an_env_without_success_is_said_once(tmp_path, capsys):
