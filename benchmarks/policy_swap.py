@@ -5,7 +5,7 @@ Written for docs/notes.md ("Seed 1 solved 1,024 too"), where greedy rounds of a 
 1.00 within tens of updates. Every evaluation runs the run's own 100 evaluation episodes (`r2i.evaluation.evaluate`,
 the same fixed episodes as its rounds) and prints one JSON line:
 
-    python benchmarks/policy_swap.py modes RUN STEP            # STEP's policy: posterior mode, greedy and sample (keys 0, 1)
+    python benchmarks/policy_swap.py modes RUN STEP            # STEP's policy on the mode, greedy, sampling (keys 0, 1)
     python benchmarks/policy_swap.py swap RUN STEP_A STEP_B    # A's and B's parameters mixed by part, on the mode
     python benchmarks/policy_swap.py phase RUN STEP_A STEP_B N # per S5 layer: modes that keep ≥ 0.05 of a cue over N
                                                                 # steps, and how far each turned its phase at lag N
@@ -22,12 +22,14 @@ import sys
 
 import jax
 import numpy as np
-from ssm_timescales import ssm_layers
+from ssm_timescales import decay_rate, ssm_layers
 
 from r2i import allocator
 from r2i.api import load
 from r2i.evaluation import evaluate
 from r2i.runtime import source_commit
+
+COMMIT = source_commit()  # recorded in every line
 
 
 def success(policy, params, mode: str, key: int) -> float:
@@ -54,9 +56,9 @@ def swap(run: str, step_a: int, step_b: int) -> None:
 
 
 def lam_bar(layer: dict[str, np.ndarray]) -> np.ndarray:
-    """Λ̄ = exp(Δ·Λ) (P,) complex128 (ZOH), Re(Λ) clipped as r2i.ssm clips it."""
-    lam = np.minimum(layer["lam_re"], -1e-4) + 1j * layer["lam_im"]
-    return np.exp(np.exp(layer["log_step"]) * lam)
+    """Λ̄ = exp(Δ·Λ) (P,) complex128 (ZOH), its decay −Re(Λ)·Δ from `ssm_timescales.decay_rate` (Re(Λ) clipped as
+    r2i.ssm clips it)."""
+    return np.exp(-decay_rate(layer) + 1j * np.exp(layer["log_step"]) * layer["lam_im"])
 
 
 def phase(run: str, step_a: int, step_b: int, lag: int) -> None:
@@ -68,11 +70,10 @@ def phase(run: str, step_a: int, step_b: int, lag: int) -> None:
         turned = np.abs(np.angle((lb / la) ** lag))  # the phase the cue's image turned at that lag, in [0, π]
         sel = kept >= 0.05
         print(json.dumps({"commit": COMMIT, "run": run, "a": step_a, "b": step_b, "lag": lag, "layer": index,
-                          "modes": int(la.size), "kept_modes": int(sel.sum()), "turned_rad": [round(float(x), 2) for x in turned[sel]],
+                          "modes": int(la.size), "kept_modes": int(sel.sum()),
+                          "turned_rad": [round(float(x), 2) for x in turned[sel]],
                           "kept": [round(float(x), 2) for x in kept[sel]]}), flush=True)
 
-
-COMMIT = source_commit()
 
 if __name__ == "__main__":
     allocator.configure()

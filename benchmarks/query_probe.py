@@ -132,8 +132,8 @@ def probe(logdir: str, episodes: int = 400, mode: str = "sample", posterior: str
             "p_right": round(float(p[:, cue].mean()), 3),
             "entropy": round(float(-(p * np.log(np.maximum(p, 1e-12))).sum(-1).mean()), 3),
         }
-    return {"logdir": logdir, "commit": source_commit(), "policy_inputs": agent.policy_inputs, "posterior": posterior, "episodes": e,
-            "query_step": t - 1,
+    return {"logdir": logdir, "commit": source_commit(), "policy_inputs": agent.policy_inputs, "posterior": posterior,
+            "episodes": e, "query_step": t - 1,
             **{f"cue_from_{k}": probe_accuracy(np.asarray(v, np.float64), cues) for k, v in parts.items()}, **per_cue}
 
 
