@@ -8,6 +8,7 @@
 #   benchmarks/frontier.sh lane2 &    # S3M and the GRU's seed 1 at 512, the GRU at 1,024, the GRU on samples at 200
 #   benchmarks/frontier.sh lane3 &    # POPGym, γ = 1 − 1/2000, delay 100, the GRU's seed 2 at 512, the mode at 200
 #   benchmarks/frontier.sh lane4 &    # S3M at 512 (ratio 128; unmasked, then masked), masked at 1,024, S3M at 1,024
+#   benchmarks/frontier.sh only lane1 JOB... &  # just those jobs, in order, as lane 1 (for `stop`), not its list
 #   benchmarks/frontier.sh status     # `r2i sweep --status` of every job: training, packed, solved, ...
 #   benchmarks/frontier.sh stop       # SIGTERM to the lanes: their trainings checkpoint and exit
 #   benchmarks/frontier.sh pack       # then: every unfinished run into benchmarks/carry/ (commit those archives)
@@ -221,6 +222,8 @@ case ${1:-} in
     lane2) lane lane2 $LANE2 ;;
     lane3) lane lane3 $LANE3 ;;
     lane4) lane lane4 $LANE4 ;;
+    only) [[ ${2:-} =~ ^lane[1-4]$ && -n ${3:-} ]] || { echo "usage: frontier.sh only laneN JOB..." >&2; exit 2; }
+        lane "${@:2}" ;;
     status) for name in $ALL; do echo "== $name"; $R2I sweep $(job "$name") --status; done ;;
     stop) for f in "$B"/runs/lane*.pid; do [ -f "$f" ] && kill -TERM "$(cat "$f")" 2>/dev/null; rm -f "$f"; done ;;
     pack) for name in $ALL; do $R2I sweep $(job "$name") --pack; done ;;
