@@ -34,6 +34,10 @@ def test_bad_override_fails_before_timing(monkeypatch):
         train.run(["s3m"], "cpu", [4], [64], 1, overrides={"model.head_inputs": "everything"})
     with pytest.raises(ConfigError, match="use --B instead of run.batch_size=8"):
         train.run(["s3m"], "cpu", [4], [64], 1, variants={"big": {"run.batch_size": "8"}})
+    # A value is checked at the sizes that are timed: 512 starts fit B 1 × T 1,024, not B 4 × T 64.
+    with pytest.raises(ConfigError, match="imag_starts=512 exceeds"):
+        train.run(["s3m"], "cpu", [4], [64], 1, variants={"starts": {"behavior.imag_starts": "512"}})
+    train._check_overrides("cpu", ["s3m"], [1], [1024], {}, {"starts": {"behavior.imag_starts": "512"}})
 
 
 def test_cli_refuses_duplicate_variant_names(capsys):

@@ -125,8 +125,11 @@ def parse_variant(text: str) -> tuple[str, dict[str, str]]:
 _LOOP_KEYS = {"model.sequence": "--models", "run.batch_size": "--B", "run.batch_length": "--T"}
 
 
-def _check_overrides(size: str, models: list[str], overrides: dict, variants: dict[str, dict]) -> None:
-    """Build every variant's config once, here, so that a bad key fails before any timing starts."""
+def _check_overrides(size: str, models: list[str], batch: list[int], length: list[int], overrides: dict,
+                     variants: dict[str, dict]) -> None:
+    """Build every variant's config at every timed (model, B, T), here, so that a bad key or value fails before any
+    timing starts. The timed B and T go in: a value is valid or not at the sizes it runs at (`behavior.imag_starts`
+    may not exceed B·T)."""
     from r2i.config import make_config
     from r2i.errors import ConfigError
 
@@ -137,7 +140,10 @@ def _check_overrides(size: str, models: list[str], overrides: dict, variants: di
             raise ConfigError(f"bench train sets {key} itself for every update: use {_LOOP_KEYS[key]} instead of "
                               f"{key}={extra[key]}")
         for model in models:
-            make_config("default", dict(SIZES[size], **extra, **{"model.sequence": model}))
+            for b in batch:
+                for t in length:
+                    make_config("default", dict(SIZES[size], **extra, **{"model.sequence": model,
+                                                                          "run.batch_size": b, "run.batch_length": t}))
 
 
 def run(models: list[str], size: str, batch: list[int], length: list[int], repeats: int,
@@ -150,7 +156,7 @@ def run(models: list[str], size: str, batch: list[int], length: list[int], repea
             size == "popgym") else ""
         raise ConfigError(f"--size must be one of {', '.join(SIZES)}, got {size!r}{renamed}")
     overrides, variants = dict(overrides or {}), dict(variants or {})
-    _check_overrides(size, models, overrides, variants)
+    _check_overrides(size, models, batch, length, overrides, variants)
     roofline = matmul_gflops()
     emit(dict(bench="train", roofline="matmul_float32", n=2048, gflops=round(roofline, 1),
               device=device_description()))
