@@ -109,6 +109,15 @@ run.steps=$budget" ;;
         cut512s3m) echo "--suite memory_len --settings 512 --models s3m --seeds 0,1,2 --root $B/runs/cut_512_tr128 \
 --carry $B/carry/cut_512_tr128 --csv $B/results/memory_len_cut_tr128.csv $HIDDEN model.latent_input=probs \
 model.mask_cut_episodes=true run.train_ratio=128 run.steps=350000" ;;
+        # cut512s3m with 1,024 imagination starts an update instead of the preset's 256 (seeds 0-2, budget 350,000;
+        # its own root and CSV). The lead (docs/notes.md, "Imagined queries"): a start reaches the query within the
+        # 15-step horizon from the last ≈ 16 of an episode's N + 2 steps, so 256 starts give ≈ 20 such rollouts an
+        # update at 200, 8 at 512 and 4 at 1,024; at ratio 128 the updates to a solve grew in proportion (42,000-96,000
+        # imagined queries to a solve at every length), while the world model learns the cue in a fraction of them.
+        # 1,024 starts cost 1.8-2.2x the update at B 1 × T 2,048 (benchmarks/results/imag_starts.jsonl).
+        starts512) echo "--suite memory_len --settings 512 --models s3m --seeds 0,1,2 --root $B/runs/starts_512 \
+--carry $B/carry/starts_512 --csv $B/results/memory_len_starts1024.csv $HIDDEN model.latent_input=probs \
+model.mask_cut_episodes=true run.train_ratio=128 behavior.imag_starts=1024 run.steps=350000" ;;
         # The same settings at 1,024 memory steps (windows of 4,096 at B 1; the sweep's budget, 10,000 + 400·N =
         # 419,600 env steps, pinned: the sweep's rule now gives 1,024 four times that): the masked runs solved 512 on 3
         # of 3 seeds at 88,004-110,004, and the S5 model-free agent's published 0.5 at 1,024 is the next published
@@ -194,13 +203,13 @@ run.eval_every=5000 run.stop_at_success=0.95 run.stop_metric=eval/return run.ste
 #   GRU's settings (probs1024s3m; running since 2026-12-06, sixth session).
 # The GRU's three seeds at 512 run side by side: ≈ 6 env steps/s each beside three other trainings, ≈ 16 h a seed.
 # From 2026-12-06 (seventh session) two lanes run at a time, so that each run goes twice as fast (four lanes do
-# 0.88-0.96 of two lanes' work, benchmarks/README.md): `only lane1 probs512gru probs1024gru` (the GRU at 512, seed 0,
-# then the GRU at 1,024 from lane 2) and lane 3 (the GRU at 512, seed 2, then cut1024gru); lane 4 waits.
+# 0.88-0.96 of two lanes' work, benchmarks/README.md): `only lane1 probs512gru starts512 probs1024gru` (the GRU at
+# 512, seed 0, the imagination-starts A/B at 512, then the GRU at 1,024 from lane 2) and lane 3 (the GRU at 512, seed 2, then cut1024gru); lane 4 waits.
 # In no lane: the GRU at 512 at ratio 128 (lever512tr128gru0 at 133,900 env steps, lever512tr128gru1 at 14,044; packed):
 # at 200 that ratio left the GRU unsolved on both seeds (docs/notes.md "The GRU at ratio 128 stalls"), so its lane
 # time went to the GRU's seeds at ratio 512 (2026-12-06). Also in no lane: the greedily evaluated POPGym job (`popgym`,
 # its S3M run packed at 40,736) and the discounting chain at the preset's entropy 3e-4 (dc0, dc1).
-LANE1="probs200s3m probs200gru gru75 dce cut200s3m cut200s3m34 probs512gru lever200hout s3m200"
+LANE1="probs200s3m probs200gru gru75 dce cut200s3m cut200s3m34 probs512gru starts512 lever200hout s3m200"
 LANE2="probs512s3m probs512s3m2 probs512gru1 cut1024s3mx2 probs1024gru gru200"
 LANE3="dce10 pgdets3m0 pgdetgru0 pgdets3m1,2 pgdetgru1,2 dch cut200s3m1 probs200s3m34 lever200tr128 dce100 lever200tr128gru probs512gru2 cut1024gru mode200s3m mode200gru"
 LANE4="lever512tr128 cut512s3m cut1024s3m cut1024s3mx2s2 probs1024s3m"
