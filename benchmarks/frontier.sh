@@ -204,7 +204,8 @@ run.eval_every=5000 run.stop_at_success=0.95 run.stop_metric=eval/return run.ste
 # The GRU's three seeds at 512 run side by side: ≈ 6 env steps/s each beside three other trainings, ≈ 16 h a seed.
 # From 2026-12-06 (seventh session) two lanes run at a time, so that each run goes twice as fast (four lanes do
 # 0.88-0.96 of two lanes' work, benchmarks/README.md): `only lane1 probs512gru starts512 probs1024gru` (the GRU at
-# 512, seed 0, the imagination-starts A/B at 512, then the GRU at 1,024 from lane 2) and lane 3 (the GRU at 512, seed 2, then cut1024gru); lane 4 waits.
+# 512, seed 0, the imagination-starts A/B at 512, then the GRU at 1,024 from lane 2) and lane 3 (the GRU at 512,
+# seed 2, then cut1024gru); lane 4 waits.
 # In no lane: the GRU at 512 at ratio 128 (lever512tr128gru0 at 133,900 env steps, lever512tr128gru1 at 14,044; packed):
 # at 200 that ratio left the GRU unsolved on both seeds (docs/notes.md "The GRU at ratio 128 stalls"), so its lane
 # time went to the GRU's seeds at ratio 512 (2026-12-06). Also in no lane: the greedily evaluated POPGym job (`popgym`,
