@@ -37,8 +37,8 @@ def _leaves(tree):
 
 def test_resume_is_exact(tmp_path):
     """Same seed: N env steps straight through, or stopped half-way and resumed, give identical parameters, and keep
-    the same snapshots (run.snapshot_every, on the straight run only from the resume on: it is read by nothing that
-    trains, and its clock is checkpointed, so a resume neither repeats nor skips one)."""
+    the same snapshots (run.snapshot_every: nothing that trains reads them, and their clock is checkpointed, so a
+    resume neither repeats nor skips one)."""
     straight = Trainer(tiny_config(tmp_path / "a", **{"run.steps": 120, "run.snapshot_every": 25}), quiet=True)
     straight.run()
     stopped = Trainer(tiny_config(tmp_path / "b", **{"run.steps": 60, "run.snapshot_every": 25}), quiet=True)

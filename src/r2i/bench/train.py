@@ -14,6 +14,7 @@ over the base's (`variant_over_base`).
 from __future__ import annotations
 
 import json
+import itertools
 import os
 import resource
 import shlex
@@ -139,11 +140,9 @@ def _check_overrides(size: str, models: list[str], batch: list[int], length: lis
             key = clashes[0]
             raise ConfigError(f"bench train sets {key} itself for every update: use {_LOOP_KEYS[key]} instead of "
                               f"{key}={extra[key]}")
-        for model in models:
-            for b in batch:
-                for t in length:
-                    make_config("default", dict(SIZES[size], **extra, **{"model.sequence": model,
-                                                                          "run.batch_size": b, "run.batch_length": t}))
+        for model, b, t in itertools.product(models, batch, length):
+            make_config("default", dict(SIZES[size], **extra, **{"model.sequence": model, "run.batch_size": b,
+                                                                  "run.batch_length": t}))
 
 
 def run(models: list[str], size: str, batch: list[int], length: list[int], repeats: int,
