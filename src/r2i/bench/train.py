@@ -13,8 +13,8 @@ over the base's (`variant_over_base`).
 
 from __future__ import annotations
 
-import json
 import itertools
+import json
 import os
 import resource
 import shlex
