@@ -153,7 +153,10 @@ model.mask_cut_episodes=true run.train_ratio=128 run.steps=840000" ;;
         # S3M solved first. Does the sampling noise summed over the memory steps make the lag? Both models reading
         # probabilities at 75, seeds 0-2, at the preset's budget as the 75 rows were run; their own CSV, so that the
         # frontier figure keeps one setting per length.
-        probs75s3m|probs75gru) echo "--suite memory_len --settings 75 --models ${1#probs75} --seeds 0,1,2 \
+        # probs75gru01 and probs75gru2 split the GRU's seeds so that two lanes run them side by side.
+        probs75s3m|probs75gru|probs75gru01|probs75gru2) model=${1#probs75}; seeds=0,1,2
+            case $1 in probs75gru01) model=gru; seeds=0,1 ;; probs75gru2) model=gru; seeds=2 ;; esac
+            echo "--suite memory_len --settings 75 --models $model --seeds $seeds \
 --root $B/runs/probs_75 --carry $B/carry/probs_75 --csv $B/results/memory_len_probs75.csv $HIDDEN \
 model.latent_input=probs" ;;
         # S3M reading samples at 200: seed 0 was at chance through 103,004 env steps when it was paused for the lead.
@@ -214,7 +217,7 @@ run.eval_every=5000 run.stop_at_success=0.95 run.stop_metric=eval/return run.ste
 # 0.88-0.96 of two lanes' work, benchmarks/README.md): `only lane1 probs512gru starts512 probs1024gru` (the GRU at
 # 512, seed 0, the imagination-starts A/B at 512, then the GRU at 1,024 from lane 2) and lane 3 (the GRU at 512,
 # seed 2, then cut1024gru); lane 4 waits. From 2026-12-06 (eighth session) `only lane2 probs75s3m probs75gru` beside
-# them: both models reading probabilities at 75 (the slow start).
+# them: both models reading probabilities at 75 (the slow start; then lane 1 runs probs75gru2, lane 2 probs75gru01).
 # In no lane: the GRU at 512 at ratio 128 (lever512tr128gru0 at 133,900 env steps, lever512tr128gru1 at 14,044; packed):
 # at 200 that ratio left the GRU unsolved on both seeds (docs/notes.md "The GRU at ratio 128 stalls"), so its lane
 # time went to the GRU's seeds at ratio 512 (2026-12-06). Also in no lane: the greedily evaluated POPGym job (`popgym`,
