@@ -164,7 +164,11 @@ model.latent_input=probs" ;;
 --carry $B/carry/hidden_200 --csv $B/results/memory_len_hidden.csv $HIDDEN run.steps=150000" ;;
         # The GRU's second seed at 75 (the issue: two seeds per point; seed 0 solved at 10,004), at the preset's budget
         # as the 75-150 rows were run.
-        gru75) echo "--suite memory_len --settings 75 --models gru --seeds 0,1 --root $B/runs/hidden_75 \
+        # s3m75s2, gru75s2: each model's third seed there, on today's code, as the control of probs75* (the 75 rows
+        # reading samples ran at commits of 2026-12-03 and -04).
+        gru75|s3m75s2|gru75s2) model=gru; seeds=0,1
+            case $1 in *s2) model=${1%75s2}; seeds=2 ;; esac
+            echo "--suite memory_len --settings 75 --models $model --seeds $seeds --root $B/runs/hidden_75 \
 --carry $B/carry/hidden_75 --csv $B/results/memory_len_hidden.csv $HIDDEN" ;;
         gru200) echo "--suite memory_len --settings 200 --models gru --seeds 0,1 --root $B/runs/hidden_200 \
 --carry $B/carry/hidden_200 --csv $B/results/memory_len_hidden.csv $HIDDEN run.steps=150000" ;;
@@ -217,13 +221,14 @@ run.eval_every=5000 run.stop_at_success=0.95 run.stop_metric=eval/return run.ste
 # 0.88-0.96 of two lanes' work, benchmarks/README.md): `only lane1 probs512gru starts512 probs1024gru` (the GRU at
 # 512, seed 0, the imagination-starts A/B at 512, then the GRU at 1,024 from lane 2) and lane 3 (the GRU at 512,
 # seed 2, then cut1024gru); lane 4 waits. From 2026-12-06 (eighth session) `only lane2 probs75s3m probs75gru` beside
-# them: both models reading probabilities at 75 (the slow start; then lane 1 runs probs75gru2, lane 2 probs75gru01).
+# them: both models reading probabilities at 75 (the slow start; then lane 1 runs probs75gru2, lane 2 probs75gru01), then
+# s3m75s2 and gru75s2 in lanes 1 and 2: the third seed reading samples at 75, on the same code.
 # In no lane: the GRU at 512 at ratio 128 (lever512tr128gru0 at 133,900 env steps, lever512tr128gru1 at 14,044; packed):
 # at 200 that ratio left the GRU unsolved on both seeds (docs/notes.md "The GRU at ratio 128 stalls"), so its lane
 # time went to the GRU's seeds at ratio 512 (2026-12-06). Also in no lane: the greedily evaluated POPGym job (`popgym`,
 # its S3M run packed at 40,736) and the discounting chain at the preset's entropy 3e-4 (dc0, dc1).
 LANE1="probs200s3m probs200gru gru75 dce cut200s3m cut200s3m34 probs512gru starts512 lever200hout s3m200"
-LANE2="probs75s3m probs75gru probs512s3m probs512s3m2 probs512gru1 cut1024s3mx2 probs1024gru gru200"
+LANE2="probs75s3m probs75gru s3m75s2 gru75s2 probs512s3m probs512s3m2 probs512gru1 cut1024s3mx2 probs1024gru gru200"
 LANE3="dce10 pgdets3m0 pgdetgru0 pgdets3m1,2 pgdetgru1,2 dch cut200s3m1 probs200s3m34 lever200tr128 dce100 lever200tr128gru probs512gru2 cut1024gru mode200s3m mode200gru"
 LANE4="lever512tr128 cut512s3m cut1024s3m cut1024s3mx2s2 probs1024s3m"
 PARKED="lever512tr128gru0 lever512tr128gru1 popgym"  # in no lane (above); `status` and `pack` still cover them
