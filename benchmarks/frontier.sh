@@ -5,7 +5,7 @@
 # benchmarks/carry/). Lanes side by side on a 2-core CPU, one XLA thread each (`run.cpu_threads=1`).
 #
 #   benchmarks/frontier.sh lane1 &    # discounting-chain delays 1-30, the GRU at 512 (seed 0), heads on (h, z)
-#   benchmarks/frontier.sh lane2 &    # S3M and the GRU's seed 1 at 512, the GRU at 1,024, the GRU on samples at 200
+#   benchmarks/frontier.sh lane2 &    # both models at 75, S3M and the GRU's seed 1 at 512, the GRU at 1,024, ...
 #   benchmarks/frontier.sh lane3 &    # POPGym, γ = 1 − 1/2000, delay 100, the GRU's seed 2 at 512, the mode at 200
 #   benchmarks/frontier.sh lane4 &    # S3M at 512 (ratio 128; unmasked, then masked), masked at 1,024, S3M at 1,024
 #   benchmarks/frontier.sh only lane1 JOB... &  # just those jobs, in order, as lane 1 (for `stop`), not its list
@@ -149,10 +149,11 @@ model.mask_cut_episodes=true run.train_ratio=128 run.steps=840000 run.snapshot_e
 --carry $B/carry/cut_1024_tr128_x2 --csv $B/results/memory_len_cut_tr128_x2.csv $HIDDEN model.latent_input=probs \
 model.mask_cut_episodes=true run.train_ratio=128 run.steps=840000" ;;
         # The issue's slow start (S3M solving a length between 50 and 100 in twice the GRU's env steps) is still there
-        # at 75 reading samples (S3M 28,004 / 24,004, the GRU 10,004 / 18,004), while at 200 reading probabilities
-        # S3M solved first. Does the sampling noise summed over the memory steps make the lag? Both models reading
-        # probabilities at 75, seeds 0-2, at the preset's budget as the 75 rows were run; their own CSV, so that the
-        # frontier figure keeps one setting per length.
+        # at 75 reading samples (S3M 28,004 / 24,004, the GRU 10,004 / 18,004), while at 200 reading probabilities S3M
+        # solved first. Does the sampling noise summed over the memory steps make the lag? (Yes: both models solved in
+        # 10,004-12,004 reading probabilities, docs/notes.md "The slow start at 75".) Both models reading probabilities
+        # at 75, seeds 0-2, at the preset's budget as the 75 rows were run; their own CSV, so that the frontier figure
+        # keeps one setting per length.
         # probs75gru01 and probs75gru2 split the GRU's seeds so that two lanes run them side by side.
         probs75s3m|probs75gru|probs75gru01|probs75gru2) model=${1#probs75}; seeds=0,1,2
             case $1 in probs75gru01) model=gru; seeds=0,1 ;; probs75gru2) model=gru; seeds=2 ;; esac
@@ -208,12 +209,14 @@ run.eval_every=5000 run.stop_at_success=0.95 run.stop_metric=eval/return run.ste
 # `status` and `pack` (a job whose runs all have rows passes in seconds). What each lane has left, in order:
 # * lane 1: the GRU at 512 at ratio 512, seed 0 (probs512gru: the frontier's missing side, the fair pair of S3M's
 #   ratio-512 seeds), S3M at 200 with the heads reading (h, z) (lever200hout), S3M reading samples at 200 (s3m200).
-# * lane 2: the GRU's seed 1 at 512 (probs512gru1: solved at 36,004), masked S3M at 1,024 trained on to twice the
-#   sweep's budget (cut1024s3mx2, seeds 0, 1: solved at 502,004 and 586,004), the GRU at 1,024 at the settings where
-#   it solved 512 (probs1024gru, seeds 0, 1; running since 2026-12-06, sixth session), then the GRU reading samples
-#   at 200 (gru200).
-# * lane 3: the GRU's seed 2 at 512 (probs512gru2), the GRU at masked S3M's 1,024 settings (cut1024gru), then both
-#   models reading the latents' mode at 200 (mode200s3m, mode200gru: an alternative to `probs`, not the issue's).
+# * lane 2: both models at 75 reading probabilities and their third seeds reading samples (probs75s3m, probs75gru,
+#   s3m75s2, gru75s2: all solved), the GRU's seed 1 at 512 (probs512gru1: solved at 36,004), masked S3M at 1,024 trained
+#   on to twice the sweep's budget (cut1024s3mx2, seeds 0, 1: solved at 502,004 and 586,004), the GRU at 1,024 at the
+#   settings where it solved 512 (probs1024gru, seeds 0, 1; seed 0 paused at 191,004), then the GRU reading samples at
+#   200 (gru200).
+# * lane 3: the GRU's seed 2 at 512 (probs512gru2), the GRU at masked S3M's 1,024 settings (cut1024gru; seed 0 paused at
+#   139,868), then both models reading the latents' mode at 200 (mode200s3m, mode200gru: an alternative to `probs`, not
+#   the issue's).
 # * lane 4: S3M masked at ratio 128 at 1,024 (cut1024s3m, cut1024s3mx2s2: 3 of 3 solved), then S3M at 1,024 at the
 #   GRU's settings (probs1024s3m; running since 2026-12-06, sixth session).
 # The GRU's three seeds at 512 run side by side: ≈ 6 env steps/s each beside three other trainings, ≈ 16 h a seed.
